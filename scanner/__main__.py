@@ -1,0 +1,3 @@
+from scanner.cli import app
+
+app(prog_name="scanner")

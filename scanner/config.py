@@ -1,0 +1,51 @@
+"""Settings: flags override SCANNER_* environment variables, which override defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+DEFAULT_DB = "sqlite:///scanner.db"
+
+
+def db_url(value: str | None = None) -> str:
+    """The database URL: the flag, else SCANNER_DB, else ./scanner.db.
+
+    A bare file path is accepted and turned into a SQLite URL.
+    """
+    url = value or os.environ.get("SCANNER_DB") or DEFAULT_DB
+    if "://" not in url:
+        url = f"sqlite:///{url}"
+    return url
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the pipeline needs to know; every field has a SCANNER_* variable."""
+
+    ela_quality: int = field(default_factory=lambda: _env_int("SCANNER_ELA_QUALITY", 90))
+    # Longest side of the ELA PNG kept in the database (detectors see full resolution).
+    ela_max_side: int = field(default_factory=lambda: _env_int("SCANNER_ELA_MAX_SIDE", 1024))
+    # Files larger than this are error rows, never read into memory.
+    max_file_bytes: int = field(
+        default_factory=lambda: _env_int("SCANNER_MAX_FILE_MB", 200) * 1024 * 1024
+    )
+    batch_size: int = field(default_factory=lambda: _env_int("SCANNER_BATCH_SIZE", 16))
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.ela_quality <= 100:
+            raise ValueError(f"ELA quality must be 1-100, got {self.ela_quality}")
+        if self.ela_max_side < 16:
+            raise ValueError(f"ELA max side must be at least 16, got {self.ela_max_side}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")

@@ -1,0 +1,163 @@
+"""The detector contract and entry-point discovery (group `scanner.detectors`).
+
+A plugin package declares, in its pyproject.toml:
+
+    [project.entry-points."scanner.detectors"]
+    my-detector = "my_package:MyDetector"
+
+and `MyDetector` subclasses `Detector`. Built-in detectors are registered the same way.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, ClassVar
+
+import numpy as np
+
+from scanner.imaging import Sample
+
+GROUP = "scanner.detectors"
+# The views a Sample offers; a detector names the ones it reads in `needs`.
+VIEWS = frozenset({"rgb", "ela", "bytes"})
+LABELS = ("fake", "real", "not-applicable")
+
+
+@dataclass(frozen=True)
+class Result:
+    """One detector's verdict on one image. `score` is the probability that the image is fake."""
+
+    label: str
+    score: float | None = None
+    reason: str | None = None
+    details: dict[str, Any] | None = None
+    heatmap: np.ndarray | None = field(default=None, compare=False)
+
+    @classmethod
+    def from_score(cls, score: float, threshold: float, **extra: Any) -> Result:
+        """A fake/real verdict: fake when score >= threshold."""
+        score = float(score)
+        return cls(label="fake" if score >= threshold else "real", score=score, **extra)
+
+    @classmethod
+    def not_applicable(cls, reason: str, **extra: Any) -> Result:
+        return cls(label="not-applicable", reason=reason, **extra)
+
+    def problem(self) -> str | None:
+        """Why this result breaks the contract, or None when it is sound."""
+        if self.label not in LABELS:
+            return f"label {self.label!r} is not one of {', '.join(LABELS)}"
+        if self.label == "not-applicable":
+            return None if self.reason else "a not-applicable result needs a reason"
+        if self.score is None or not math.isfinite(self.score) or not 0 <= self.score <= 1:
+            return f"score {self.score!r} is not a probability in [0, 1]"
+        return None
+
+
+class Detector(abc.ABC):
+    """Base class for every detector.
+
+    Set `name` (stable: results are stored under it), `version` (bump it whenever scores can
+    change, so old results can be told from new ones), `needs` (a subset of VIEWS) and
+    `threshold` (score at or above which the label is `fake`). `load()` runs once per process
+    before the first batch; `predict()` scores a batch and returns one Result per Sample, in order.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    needs: ClassVar[frozenset[str]] = frozenset({"rgb"})
+    threshold: ClassVar[float] = 0.5
+    description: ClassVar[str] = ""
+    batch_size: ClassVar[int] = 16
+
+    def load(self) -> None:  # noqa: B027 - optional hook; most detectors load a model here
+        """Load models or other resources. Raise to mark the detector as failed."""
+
+    @property
+    def model_hash(self) -> str | None:
+        """SHA-256 of the model file this instance uses, if it has one."""
+        return None
+
+    @abc.abstractmethod
+    def predict(self, batch: Sequence[Sample]) -> list[Result]:
+        """One Result per sample, in the same order."""
+
+
+@dataclass
+class Plugin:
+    """An installed detector as `scanner detectors` reports it: loaded, or failed and why."""
+
+    name: str
+    package: str
+    package_version: str
+    entry_point: str
+    detector: Detector | None = None
+    error: str | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self.detector is not None
+
+    def describe(self) -> dict[str, Any]:
+        det = self.detector
+        return {
+            "name": self.name,
+            "status": "loaded" if det else "failed",
+            "version": det.version if det else None,
+            "threshold": det.threshold if det else None,
+            "needs": sorted(det.needs) if det else None,
+            "model_hash": det.model_hash if det else None,
+            "package": f"{self.package} {self.package_version}".strip(),
+            "entry_point": self.entry_point,
+            "error": self.error,
+        }
+
+
+def _instantiate(ep: EntryPoint) -> Detector:
+    target = ep.load()
+    detector = target() if callable(target) and not isinstance(target, Detector) else target
+    if not isinstance(detector, Detector):
+        raise TypeError(f"{ep.value} is not a scanner.detectors.Detector")
+    for attr in ("name", "version"):
+        if not isinstance(getattr(detector, attr, None), str):
+            raise TypeError(f"{ep.value} has no string `{attr}`")
+    if detector.name != ep.name:
+        raise ValueError(f"entry point {ep.name!r} names a detector called {detector.name!r}")
+    unknown = set(detector.needs) - VIEWS
+    if unknown:
+        raise ValueError(f"needs unknown views {sorted(unknown)}; known: {sorted(VIEWS)}")
+    detector.load()
+    return detector
+
+
+def discover(only: Sequence[str] | None = None) -> list[Plugin]:
+    """Every detector registered under GROUP, loaded; a broken one is returned with its error.
+
+    `only` limits loading to those names (the others are not imported at all).
+    """
+    plugins: list[Plugin] = []
+    seen: dict[str, str] = {}
+    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
+        if only is not None and ep.name not in only:
+            continue
+        dist = ep.dist
+        plugin = Plugin(
+            name=ep.name,
+            package=dist.name if dist else "?",
+            package_version=dist.version if dist else "",
+            entry_point=ep.value,
+        )
+        if ep.name in seen:
+            plugin.error = f"name already provided by {seen[ep.name]}"
+        else:
+            seen[ep.name] = plugin.package
+            try:
+                plugin.detector = _instantiate(ep)
+            except Exception as exc:  # noqa: BLE001 - any plugin bug is reported, never fatal
+                plugin.error = f"{type(exc).__name__}: {exc}"
+        plugins.append(plugin)
+    return plugins

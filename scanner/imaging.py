@@ -1,0 +1,150 @@
+"""Opening images safely, once, and the views detectors ask for (RGB, ELA).
+
+Pillow's decompression-bomb limits stay on. A file is only decoded when its first bytes carry a
+known image signature, so a video or a text file named `.jpg` never reaches a decoder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageChops, ImageOps, UnidentifiedImageError
+
+# Formats we decode. MPO is what many cameras write: a JPEG with extra frames.
+SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+)
+ALLOWED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "TIFF", "BMP", "WEBP"})
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".tif", ".tiff", ".bmp", ".webp"}
+)
+SNIFF_BYTES = 16
+
+
+def sniff(head: bytes) -> str | None:
+    """The image format that a file's first bytes announce, or None."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    for magic, name in SIGNATURES:
+        if head.startswith(magic):
+            return name
+    return None
+
+
+class ImageError(Exception):
+    """A file that cannot be scanned; `kind` is a short stable word stored with the error row."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def decode(data: bytes) -> tuple[Image.Image, str]:
+    """Decode `data` fully, apply its EXIF orientation, return (RGB image, format).
+
+    Raises ImageError with kind `decompression-bomb`, `truncated`, `unsupported-format` or
+    `corrupt`.
+    """
+    try:
+        with warnings.catch_warnings():
+            # Between Pillow's warning and error thresholds the image is still decoded.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            fmt = image.format or "unknown"
+            if fmt not in ALLOWED_FORMATS:
+                raise ImageError("unsupported-format", f"{fmt} images are not scanned")
+            image.load()
+    except Image.DecompressionBombError as exc:
+        raise ImageError("decompression-bomb", str(exc)) from None
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError("corrupt", "not a readable image (Pillow cannot identify it)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
+        text = str(exc) or type(exc).__name__
+        kind = "truncated" if "truncated" in text or isinstance(exc, EOFError) else "corrupt"
+        raise ImageError(kind, text) from None
+    # Hostile or malformed EXIF must not lose the image: it is then scanned unrotated.
+    with contextlib.suppress(Exception):
+        image = ImageOps.exif_transpose(image)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return image, fmt
+
+
+def error_level(rgb: Image.Image, quality: int) -> tuple[Image.Image, int]:
+    """Error Level Analysis: |image - image re-saved as JPEG at `quality`|, brightened.
+
+    As in the seed's recipe the difference is scaled by 255 / (largest difference), so the
+    brightest pixel is always 255. Returns (ELA image, largest raw difference).
+    """
+    buffer = io.BytesIO()
+    rgb.save(buffer, "JPEG", quality=quality)
+    buffer.seek(0)
+    resaved = Image.open(buffer)
+    resaved.load()
+    diff = ImageChops.difference(rgb, resaved)
+    max_diff = max(high for _low, high in diff.getextrema())
+    if max_diff == 0:
+        return diff, 0
+    scale = 255.0 / max_diff
+    lut = [min(255, int(value * scale)) for value in range(256)]
+    return diff.point(lut * 3), max_diff
+
+
+def to_png(image: Image.Image, max_side: int | None = None) -> bytes:
+    """PNG bytes of `image`, shrunk so that its longest side is at most `max_side`."""
+    if max_side and max(image.size) > max_side:
+        image = image.copy()
+        image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", optimize=False, compress_level=6)
+    return buffer.getvalue()
+
+
+def heatmap_png(heatmap: np.ndarray) -> bytes:
+    """A 2-D array of per-pixel or per-patch fake probabilities as an 8-bit grey PNG."""
+    values = np.clip(np.asarray(heatmap, dtype=np.float32), 0.0, 1.0)
+    if values.ndim != 2:
+        raise ValueError(f"a heatmap must be 2-D, got shape {values.shape}")
+    return to_png(Image.fromarray((values * 255).round().astype(np.uint8), mode="L"))
+
+
+@dataclass
+class Sample:
+    """One decoded image, handed to every detector; each view is computed at most once."""
+
+    path: str
+    sha256: str
+    data: bytes
+    rgb: Image.Image
+    format: str
+    ela_quality: int = 90
+    _ela: dict[int, tuple[Image.Image, int]] = field(default_factory=dict, repr=False)
+
+    def ela(self, quality: int | None = None) -> Image.Image:
+        """The ELA image at `quality` (default: the scan's configured quality)."""
+        return self._ela_pair(quality)[0]
+
+    def ela_max_diff(self, quality: int | None = None) -> int:
+        return self._ela_pair(quality)[1]
+
+    def _ela_pair(self, quality: int | None) -> tuple[Image.Image, int]:
+        quality = quality or self.ela_quality
+        if quality not in self._ela:
+            self._ela[quality] = error_level(self.rgb, quality)
+        return self._ela[quality]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.rgb.size

@@ -1,0 +1,37 @@
+"""One way to run an ONNX model inside a detector: CPU session, thread limits, model hash.
+
+Any plugin, built-in or third-party, may use it; nothing here is private to the core.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+
+def _threads() -> int:
+    # On a small machine several detectors each spawning one thread per core fight each other.
+    raw = os.environ.get("SCANNER_ONNX_THREADS", "")
+    return int(raw) if raw.isdigit() else 0  # 0 = onnxruntime's own choice
+
+
+class OnnxModel:
+    """An onnxruntime session over a model file (or its bytes), with the model's SHA-256."""
+
+    def __init__(self, model: str | Path | bytes):
+        data = model if isinstance(model, bytes) else Path(model).read_bytes()
+        self.sha256 = hashlib.sha256(data).hexdigest()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = _threads()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """All outputs of the model for one input batch."""
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch)})

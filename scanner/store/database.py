@@ -1,0 +1,198 @@
+"""The database as the pipeline sees it: what is known already, and saving one batch at a time."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+from sqlalchemy import Connection, Table, delete, insert, select, tuple_
+from sqlalchemy.exc import SQLAlchemyError
+
+from scanner.store import tables
+from scanner.store.engine import WRITE, DatabaseError, make_engine, migrate
+
+CHUNK = 500  # rows per IN (...) query; SQLite allows 32766 variables, PostgreSQL more
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class FileState:
+    size_bytes: int
+    mtime_ns: int
+    sha256: str | None
+    status: str
+
+
+@dataclass
+class FileRecord:
+    path: str
+    size_bytes: int
+    mtime_ns: int
+    sha256: str | None
+    status: str = "ok"
+
+
+@dataclass
+class ImageRecord:
+    sha256: str
+    format: str
+    width: int
+    height: int
+    size_bytes: int
+
+
+@dataclass
+class ElaRecord:
+    sha256: str
+    quality: int
+    max_diff: int
+    width: int
+    height: int
+    png: bytes
+
+
+@dataclass
+class VerdictRecord:
+    sha256: str
+    detector: str
+    detector_version: str
+    model_hash: str | None
+    label: str
+    score: float | None
+    threshold: float | None
+    reason: str | None
+    details: dict | None
+    heatmap_png: bytes | None
+    seconds: float
+
+
+@dataclass
+class ErrorRecord:
+    path: str
+    kind: str
+    message: str
+    detector: str = ""
+    sha256: str | None = None
+
+
+@dataclass
+class Batch:
+    """Everything one pipeline batch learned; saved in a single transaction."""
+
+    images: list[ImageRecord] = field(default_factory=list)
+    ela: list[ElaRecord] = field(default_factory=list)
+    verdicts: list[VerdictRecord] = field(default_factory=list)
+    files: list[FileRecord] = field(default_factory=list)
+    errors: list[ErrorRecord] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.files) + len(self.errors) + len(self.verdicts)
+
+
+def _upsert(conn: Connection, table: Table, rows: list[dict], keep: Sequence[str] = ()) -> None:
+    """Insert rows, replacing those whose primary key exists (but not the `keep` columns)."""
+    if not rows:
+        return
+    keys = [c.name for c in table.primary_key.columns]
+    # PostgreSQL refuses one statement that touches a row twice: the last row for a key wins.
+    rows = list({tuple(r[k] for k in keys): r for r in rows}.values())
+    dialect = conn.dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        stmt = dialect_insert(table)
+        update = {c: stmt.excluded[c] for c in rows[0] if c not in keys and c not in keep}
+        conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update), rows)
+        return
+    # Other databases: delete and re-insert, inside the caller's transaction.
+    key_cols = tuple_(*(table.c[k] for k in keys))
+    conn.execute(delete(table).where(key_cols.in_([tuple(r[k] for k in keys) for r in rows])))
+    conn.execute(insert(table), rows)
+
+
+def _chunks(items: Sequence, size: int = CHUNK) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Database:
+    """A scanner database at a SQLAlchemy URL, migrated to the current schema on open."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+        migrate(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except SQLAlchemyError as exc:
+            raise DatabaseError(f"reading {self.engine.url!r} failed: {exc}") from exc
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+                yield conn
+        except SQLAlchemyError as exc:
+            raise DatabaseError(f"writing {self.engine.url!r} failed: {exc}") from exc
+
+    def file_states(self, paths: Sequence[str]) -> dict[str, FileState]:
+        found: dict[str, FileState] = {}
+        f = tables.files
+        with self.read() as conn:
+            for chunk in _chunks(list(paths)):
+                query = select(f.c.path, f.c.size_bytes, f.c.mtime_ns, f.c.sha256, f.c.status)
+                for row in conn.execute(query.where(f.c.path.in_(chunk))):
+                    found[row.path] = FileState(
+                        row.size_bytes, row.mtime_ns, row.sha256, row.status
+                    )
+        return found
+
+    def detector_versions(self, shas: Iterable[str]) -> dict[str, dict[str, str]]:
+        """For each known image among `shas`: {detector: version} of its stored verdicts.
+
+        An image with an ELA row but no verdicts maps to {}; an unknown image is absent.
+        """
+        v, e = tables.verdicts, tables.ela_images
+        found: dict[str, dict[str, str]] = {}
+        with self.read() as conn:
+            for chunk in _chunks(sorted(set(shas))):
+                for (sha,) in conn.execute(select(e.c.sha256).where(e.c.sha256.in_(chunk))):
+                    found[sha] = {}
+                query = select(v.c.sha256, v.c.detector, v.c.detector_version)
+                for row in conn.execute(query.where(v.c.sha256.in_(chunk))):
+                    found.setdefault(row.sha256, {})[row.detector] = row.detector_version
+        return found
+
+    def save(self, batch: Batch) -> None:
+        """Store a batch atomically. Errors of every path in it are replaced by its new ones."""
+        now = utcnow()
+        with self.write() as conn:
+            image_rows = [asdict(r) | {"first_seen_at": now} for r in batch.images]
+            _upsert(conn, tables.images, image_rows, keep=("first_seen_at",))
+            _upsert(conn, tables.ela_images, [asdict(r) for r in batch.ela])
+            verdict_rows = []
+            for record in batch.verdicts:
+                row = asdict(record) | {"scanned_at": now}
+                row["details"] = json.dumps(record.details, default=str) if record.details else None
+                verdict_rows.append(row)
+            _upsert(conn, tables.verdicts, verdict_rows)
+            _upsert(conn, tables.files, [asdict(r) | {"scanned_at": now} for r in batch.files])
+            touched = sorted({r.path for r in batch.files} | {r.path for r in batch.errors})
+            for chunk in _chunks(touched):
+                conn.execute(delete(tables.errors).where(tables.errors.c.path.in_(chunk)))
+            _upsert(conn, tables.errors, [asdict(r) | {"at": now} for r in batch.errors])

@@ -1,0 +1,94 @@
+"""The database tables. Plain on purpose: `sqlite3 scanner.db .schema` should explain itself.
+
+Times are UTC. Scores are P(fake). Migrations in migrations/versions/ create these; a change here
+needs a new migration (see docs/development.md).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# One row per distinct picture, keyed by the SHA-256 of the file's bytes.
+images = Table(
+    "images",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("format", String(16), nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("first_seen_at", DateTime, nullable=False),
+)
+
+# Where each picture was seen. size and mtime let an unchanged file be skipped unread.
+# status is "ok" (the bytes were scanned) or "error" (see the errors table).
+files = Table(
+    "files",
+    metadata,
+    Column("path", Text, primary_key=True),
+    Column("sha256", String(64), nullable=True, index=True),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("scanned_at", DateTime, nullable=False),
+)
+
+# The Error Level Analysis image of each picture, as PNG (longest side capped).
+ela_images = Table(
+    "ela_images",
+    metadata,
+    Column("sha256", String(64), ForeignKey("images.sha256"), primary_key=True),
+    Column("quality", Integer, nullable=False),
+    Column("max_diff", Integer, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("png", LargeBinary, nullable=False),
+)
+
+# The latest verdict of each detector on each picture. detector_version and model_hash say which
+# model produced it, so results from an older detector can be told apart and re-scanned.
+verdicts = Table(
+    "verdicts",
+    metadata,
+    Column("sha256", String(64), ForeignKey("images.sha256"), primary_key=True),
+    Column("detector", String(100), primary_key=True),
+    Column("detector_version", String(50), nullable=False),
+    Column("model_hash", String(64), nullable=True),
+    Column("label", String(16), nullable=False),
+    Column("score", Float, nullable=True),
+    Column("threshold", Float, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("details", Text, nullable=True),
+    Column("heatmap_png", LargeBinary, nullable=True),
+    Column("seconds", Float, nullable=False),
+    Column("scanned_at", DateTime, nullable=False),
+    Index("ix_verdicts_label", "label"),
+    Index("ix_verdicts_scanned_at", "scanned_at"),
+)
+
+# What went wrong, one row per (path, detector); detector is "" for errors about the file itself.
+errors = Table(
+    "errors",
+    metadata,
+    Column("path", Text, primary_key=True),
+    Column("detector", String(100), primary_key=True),
+    Column("sha256", String(64), nullable=True),
+    Column("kind", String(32), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("at", DateTime, nullable=False),
+)
