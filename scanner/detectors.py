@@ -158,6 +158,7 @@ def discover(only: Sequence[str] | None = None) -> list[Plugin]:
             try:
                 plugin.detector = _instantiate(ep)
             except Exception as exc:  # noqa: BLE001 - any plugin bug is reported, never fatal
-                plugin.error = f"{type(exc).__name__}: {exc}"
+                # One line: it is shown in a table and in a warning.
+                plugin.error = " ".join(f"{type(exc).__name__}: {exc}".split())
         plugins.append(plugin)
     return plugins

@@ -100,12 +100,14 @@ class Pipeline:
         self.db = db
         self.detectors = list(detectors)
         self.settings = settings
+        self._seen_this_scan: set[str] = set()
 
     def scan(
         self, paths: Iterable[str], progress: Callable[[int], None] | None = None
     ) -> ScanStats:
         """Scan `paths` (files, not folders: see iter_files) in batches; return the totals."""
         total = ScanStats()
+        self._seen_this_scan: set[str] = set()  # copies in later batches are duplicates
         chunk: list[str] = []
         for path in paths:
             chunk.append(path)
@@ -150,11 +152,10 @@ class Pipeline:
 
         known.update(self.db.detector_versions(sha for *_, sha in loaded if sha not in known))
         samples: list[tuple[Sample, list[Detector]]] = []
-        in_batch: set[str] = set()
         for path, st, data, sha in loaded:
             record = FileRecord(path, st.st_size, st.st_mtime_ns, sha)
             missing = self._missing(known.get(sha))
-            if sha in in_batch or (sha in known and not missing):
+            if sha in self._seen_this_scan or (sha in known and not missing):
                 batch.files.append(record)
                 state = states.get(path)
                 if state and state.sha256 == sha and state.status == "ok":
@@ -162,7 +163,7 @@ class Pipeline:
                 else:
                     stats.duplicates += 1
                 continue
-            in_batch.add(sha)
+            self._seen_this_scan.add(sha)
             try:
                 rgb, fmt = decode(data)
             except ImageError as exc:

@@ -1,0 +1,88 @@
+"""Detectors that tests register through entry points. They look at trivial properties of an
+image (how red it is) so that tests know the right answer; none of them detects forgery."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from scanner.detectors import Detector, Result
+
+
+class Redness(Detector):
+    """P(fake) := how red the picture is. A pure red image is 'fake', photos are 'real'."""
+
+    name = "test-red"
+    version = "1"
+    needs = frozenset({"rgb"})
+    threshold = 0.6
+    scored: ClassVar[list[str]] = []  # sha256 of every sample scored, in order
+
+    def predict(self, batch):
+        out = []
+        for sample in batch:
+            Redness.scored.append(sample.sha256)
+            mean = np.asarray(sample.rgb, dtype=np.float32).mean(axis=(0, 1)) / 255
+            out.append(Result.from_score(float(mean[0] * (1 - mean[1])), self.threshold))
+        return out
+
+
+class RednessV2(Redness):
+    version = "2"
+
+
+class NeedsBigImages(Detector):
+    """Not applicable below 100 pixels; otherwise always 'real' with score 0.1."""
+
+    name = "test-big"
+    version = "1"
+    needs = frozenset({"ela"})
+
+    def predict(self, batch):
+        return [
+            Result.not_applicable("smaller than 100 pixels")
+            if min(s.size) < 100
+            else Result.from_score(0.1, self.threshold, details={"ela_max": s.ela_max_diff()})
+            for s in batch
+        ]
+
+
+class Explodes(Detector):
+    name = "test-explodes"
+    version = "1"
+
+    def predict(self, batch):
+        raise RuntimeError("model exploded")
+
+
+class OutOfRange(Detector):
+    name = "test-out-of-range"
+    version = "1"
+
+    def predict(self, batch):
+        return [Result(label="fake", score=1.5) for _ in batch]
+
+
+class FailsToLoad(Detector):
+    name = "test-fails-to-load"
+    version = "1"
+
+    def load(self):
+        raise FileNotFoundError("weights file model.onnx is missing")
+
+    def predict(self, batch):  # pragma: no cover - never reached
+        return []
+
+
+class WrongName(Redness):
+    name = "not-the-entry-point-name"
+
+
+class UnknownNeeds(Redness):
+    name = "test-unknown-needs"
+    needs = frozenset({"hologram"})
+
+
+class NotADetector:
+    name = "test-not-a-detector"

@@ -1,0 +1,70 @@
+import io
+
+import numpy as np
+import pytest
+from conftest import jpeg_bytes, photo, spliced
+from PIL import Image
+
+from scanner.imaging import ImageError, decode, error_level, heatmap_png, sniff, to_png
+
+
+def test_sniff_knows_the_formats_it_decodes():
+    assert sniff(jpeg_bytes(photo(0))[:16]) == "JPEG"
+    buffer = io.BytesIO()
+    photo(0).save(buffer, "WEBP")
+    assert sniff(buffer.getvalue()[:16]) == "WEBP"
+    assert sniff(b"hello world, not an image") is None
+
+
+def test_decode_applies_exif_orientation():
+    image = photo(1, size=(120, 60))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise for display
+    rgb, fmt = decode(jpeg_bytes(image, exif=exif.tobytes()))
+    assert fmt == "JPEG" and rgb.size == (60, 120) and rgb.mode == "RGB"
+
+
+def test_decode_survives_malformed_exif():
+    data = jpeg_bytes(photo(2), exif=b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff garbage")
+    rgb, _ = decode(data)
+    assert rgb.size == (320, 240)
+
+
+@pytest.mark.parametrize(
+    "data, kind",
+    [
+        (jpeg_bytes(photo(3))[:3000], "truncated"),
+        (b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8, "corrupt"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "corrupt"),
+    ],
+)
+def test_decode_errors_have_a_kind(data, kind):
+    with pytest.raises(ImageError) as caught:
+        decode(data)
+    assert caught.value.kind == kind and str(caught.value)
+
+
+def test_decompression_bomb_is_refused(bomb_bytes):
+    with pytest.raises(ImageError) as caught:
+        decode(bomb_bytes)
+    assert caught.value.kind == "decompression-bomb"
+
+
+def test_ela_is_scaled_to_full_brightness_and_lights_up_a_splice():
+    rgb, _ = decode(spliced(3))
+    ela, max_diff = error_level(rgb, 90)
+    values = np.asarray(ela).max(axis=2).astype(np.float32)
+    assert ela.size == rgb.size and max_diff > 0 and values.max() == 255
+    # The pasted block (150..270 x 80..180) was compressed differently from its host.
+    inside = values[80:180, 150:270].mean()
+    outside = np.concatenate([values[:70].ravel(), values[190:].ravel()]).mean()
+    assert inside > 1.3 * outside
+
+
+def test_png_helpers_cap_size_and_validate_heatmaps():
+    png = to_png(photo(4, size=(400, 100)), max_side=200)
+    assert Image.open(io.BytesIO(png)).size == (200, 50)
+    heat = Image.open(io.BytesIO(heatmap_png(np.array([[0.0, 1.0], [0.5, 2.0]]))))
+    assert heat.mode == "L" and np.asarray(heat).ravel().tolist() == [0, 255, 128, 255]
+    with pytest.raises(ValueError):
+        heatmap_png(np.zeros((2, 2, 2)))

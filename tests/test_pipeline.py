@@ -1,0 +1,161 @@
+"""The spine: every file accounted for, decode once, skip what is known, survive bad detectors."""
+
+import os
+
+import pytest
+from conftest import EXPECTED, jpeg_bytes, photo
+from sample_detectors import Explodes, NeedsBigImages, OutOfRange, Redness, RednessV2
+from sqlalchemy import select
+
+from scanner.config import Settings
+from scanner.pipeline import Pipeline, iter_files
+from scanner.store import Database, tables
+
+
+@pytest.fixture(autouse=True)
+def _clear_log():
+    Redness.scored.clear()
+
+
+def rows(db, table):
+    with db.read() as conn:
+        return [dict(r._mapping) for r in conn.execute(select(table))]
+
+
+def scan(db, root, *detectors, **settings):
+    pipeline = Pipeline(db, list(detectors), Settings(**({"batch_size": 4} | settings)))
+    return pipeline.scan(iter_files([root]))
+
+
+def test_every_file_is_accounted_for(image_dir, db_url):
+    db = Database(db_url)
+    stats = scan(db, image_dir, Redness(), NeedsBigImages())
+    files = {os.path.relpath(r["path"], image_dir): r for r in rows(db, tables.files)}
+    errors = {os.path.relpath(r["path"], image_dir): r for r in rows(db, tables.errors)}
+    recorded = {p: ("ok" if p not in errors else errors[p]["kind"]) for p in files | errors}
+    assert recorded == EXPECTED
+    assert all(e["message"] for e in errors.values())
+    assert stats.seen == len(EXPECTED) + 1  # + notes.txt, skipped as not an image
+    assert stats.not_images == 1 and stats.errors == 5
+    assert stats.scanned == 7 and stats.duplicates == 1  # clean0-copy.jpg has clean0's bytes
+    assert stats.flagged == {"test-red": 1}  # red.jpg
+
+
+def test_same_picture_under_two_paths_is_scanned_once(image_dir, db_url):
+    db = Database(db_url)
+    scan(db, image_dir, Redness())
+    assert len(Redness.scored) == len(set(Redness.scored)) == 7
+    by_path = {r["path"]: r["sha256"] for r in rows(db, tables.files)}
+    assert by_path[str(image_dir / "clean0.jpg")] == by_path[str(image_dir / "sub/clean0-copy.jpg")]
+    assert len(rows(db, tables.images)) == len(rows(db, tables.ela_images)) == 7
+
+
+def test_verdicts_record_detector_version_threshold_and_details(image_dir, db_url):
+    db = Database(db_url)
+    scan(db, image_dir, Redness(), NeedsBigImages())
+    verdicts = rows(db, tables.verdicts)
+    assert len(verdicts) == 14
+    red = [v for v in verdicts if v["detector"] == "test-red"]
+    assert {v["detector_version"] for v in red} == {"1"} and {v["threshold"] for v in red} == {0.6}
+    assert sorted(v["label"] for v in red).count("fake") == 1
+    big = {v["label"] for v in verdicts if v["detector"] == "test-big"}
+    assert big == {"real", "not-applicable"}  # red.jpg is 64x64
+    na = next(v for v in verdicts if v["label"] == "not-applicable")
+    assert na["score"] is None and na["reason"] == "smaller than 100 pixels"
+    assert '"ela_max"' in next(
+        v["details"] for v in verdicts if v["label"] == "real" and v["detector"] == "test-big"
+    )
+
+
+def test_rescan_skips_unchanged_files_without_reading_them(image_dir, db_url, monkeypatch):
+    db = Database(db_url)
+    scan(db, image_dir, Redness())
+    opened = []
+    real_open = open
+
+    def spy(path, *args, **kwargs):
+        opened.append(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", spy)
+    stats = scan(db, image_dir, Redness())
+    monkeypatch.undo()
+    assert opened == [str(image_dir / "notes.txt")]  # only to see it is not an image
+    assert stats.unchanged == 12 and stats.scanned == 0 and stats.not_images == 1
+    assert stats.errors == 1  # the broken link cannot be stat'ed, so it is reported each time
+    assert len(Redness.scored) == 7
+
+
+def test_changed_touched_and_new_files(image_dir, db_url):
+    db = Database(db_url)
+    scan(db, image_dir, Redness())
+    Redness.scored.clear()
+    (image_dir / "clean1.jpg").write_bytes(jpeg_bytes(photo(99), 85))  # new content
+    os.utime(image_dir / "clean2.jpg", ns=(1, 1_000_000_000))  # touched only
+    (image_dir / "truncated.jpg").write_bytes(jpeg_bytes(photo(98)))  # repaired
+    stats = scan(db, image_dir, Redness())
+    assert stats.scanned == 2 and stats.unchanged == 10 and stats.errors == 1  # broken link
+    assert len(Redness.scored) == 2
+    kinds = {os.path.basename(r["path"]) for r in rows(db, tables.errors)}
+    assert "truncated.jpg" not in kinds
+
+
+def test_a_new_detector_version_rescans_only_that_detector(image_dir, db_url):
+    db = Database(db_url)
+    scan(db, image_dir, Redness(), NeedsBigImages())
+    before = {(v["sha256"], v["detector"]): v for v in rows(db, tables.verdicts)}
+    Redness.scored.clear()
+    stats = scan(db, image_dir, RednessV2(), NeedsBigImages())
+    assert stats.scanned == 7 and len(Redness.scored) == 7
+    after = {(v["sha256"], v["detector"]): v for v in rows(db, tables.verdicts)}
+    assert {v["detector_version"] for (_, d), v in after.items() if d == "test-red"} == {"2"}
+    big_before = {k: v["scanned_at"] for k, v in before.items() if k[1] == "test-big"}
+    assert big_before == {k: v["scanned_at"] for k, v in after.items() if k[1] == "test-big"}
+
+
+def test_a_failing_detector_costs_only_its_own_verdicts(image_dir, db_url):
+    db = Database(db_url)
+    stats = scan(db, image_dir, Explodes(), OutOfRange(), Redness())
+    assert stats.detector_errors == 14 and stats.scanned == 7
+    assert {v["detector"] for v in rows(db, tables.verdicts)} == {"test-red"}
+    errors = [e for e in rows(db, tables.errors) if e["detector"]]
+    assert {(e["detector"], e["kind"]) for e in errors} == {
+        ("test-explodes", "detector-error"),
+        ("test-out-of-range", "detector-error"),
+    }
+    assert any("model exploded" in e["message"] for e in errors)
+    assert any("not a probability" in e["message"] for e in errors)
+    # The failed detector is retried next time; the error rows are replaced, not piled up.
+    scan(db, image_dir, Explodes(), Redness())
+    assert len([e for e in rows(db, tables.errors) if e["detector"] == "test-explodes"]) == 7
+
+
+def test_ela_png_is_capped_and_each_image_decoded_once(image_dir, db_url, monkeypatch):
+    import scanner.pipeline as pipeline_module
+
+    calls = []
+    real_decode = pipeline_module.decode
+    monkeypatch.setattr(
+        pipeline_module, "decode", lambda data: [calls.append(1), real_decode(data)][1]
+    )
+    db = Database(db_url)
+    scan(db, image_dir, Redness(), NeedsBigImages(), ela_max_side=100)
+    assert len(calls) == 7 + 3  # good images, and those with a signature that fail to decode
+    sizes = {(r["width"], r["height"]) for r in rows(db, tables.ela_images)}
+    assert max(max(s) for s in sizes) == 100
+    assert {r["quality"] for r in rows(db, tables.ela_images)} == {90}
+
+
+def test_too_large_and_unreadable_files_are_errors(tmp_path, db_url):
+    (tmp_path / "big.jpg").write_bytes(jpeg_bytes(photo(1)) + b"\0" * 2_000_000)
+    locked = tmp_path / "locked.jpg"
+    locked.write_bytes(jpeg_bytes(photo(2)))
+    locked.chmod(0)
+    db = Database(db_url)
+    stats = Pipeline(db, [Redness()], Settings(max_file_bytes=1_000_000)).scan(
+        [str(tmp_path / "big.jpg"), str(locked)]
+    )
+    kinds = {os.path.basename(e["path"]): e["kind"] for e in rows(db, tables.errors)}
+    assert kinds["big.jpg"] == "too-large"
+    if os.geteuid() != 0:  # root reads anything
+        assert kinds["locked.jpg"] == "unreadable" and stats.errors == 2
