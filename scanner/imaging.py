@@ -108,7 +108,8 @@ def to_png(image: Image.Image, max_side: int | None = None) -> bytes:
         image = image.copy()
         image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
-    image.save(buffer, "PNG", optimize=False, compress_level=6)
+    # zlib level 1: on noisy ELA images level 6 took 0.2-0.7 s per megapixel for ~15% fewer bytes.
+    image.save(buffer, "PNG", compress_level=1)
     return buffer.getvalue()
 
 

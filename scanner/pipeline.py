@@ -184,7 +184,8 @@ class Pipeline:
             for start in range(0, len(todo), max(1, detector.batch_size)):
                 self._run(detector, todo[start : start + detector.batch_size], batch, stats)
 
-        self.db.save(batch)
+        if len(batch):
+            self.db.save(batch)
         stats.seconds = time.perf_counter() - started
         return stats
 

@@ -1,0 +1,112 @@
+"""Scan throughput and memory, as ratios against floors measured in the same run.
+
+    python benchmarks/bench_scan.py [--images 200] [--side 1024]
+
+Floors (what any tool must pay at least):
+- decode floor: read each file and decode it to RGB with Pillow, nothing else;
+- stat floor: walk the folder and stat every file.
+Measured:
+- first scan (no detectors: decode + sha256 + ELA + PNG + database) / decode floor;
+- re-scan of the unchanged folder / stat floor, and its seconds per 1000 files;
+- peak resident memory of a process doing the first scan / of one doing the decode floor.
+Each phase runs in a fresh process, so peak memory is its own. Absolute times vary between
+machines and runs; the ratios are what to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import multiprocessing
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from scanner.config import Settings
+from scanner.pipeline import Pipeline, iter_files
+from scanner.store import Database
+
+
+def make_images(folder: Path, count: int, side: int) -> None:
+    """Photo-like JPEGs: smooth structure plus sensor-like noise, qualities 85-94."""
+    rng = np.random.default_rng(0)
+    h, w = side * 3 // 4, side
+    base = Image.fromarray(rng.integers(0, 255, (h // 8, w // 8, 3), dtype=np.uint8))
+    base = base.resize((w, h), Image.Resampling.BICUBIC).filter(ImageFilter.GaussianBlur(2))
+    pixels = np.asarray(base).astype(np.int16)
+    for i in range(count):
+        noisy = np.clip(pixels + rng.integers(-4, 5, pixels.shape), 0, 255).astype(np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(noisy).save(buffer, "JPEG", quality=85 + i % 10)
+        (folder / f"img{i:05d}.jpg").write_bytes(buffer.getvalue())
+
+
+def decode_floor(folder: str, _db: str) -> None:
+    for path in iter_files([folder]):
+        with open(path, "rb") as handle:
+            Image.open(io.BytesIO(handle.read())).convert("RGB").load()
+
+
+def stat_floor(folder: str, _db: str) -> None:
+    for path in iter_files([folder]):
+        os.stat(path)
+
+
+def scan(folder: str, db: str) -> None:
+    Pipeline(Database(db), [], Settings()).scan(iter_files([folder]))
+
+
+def _phase(fn, folder: str, db: str) -> tuple[float, int]:
+    Database(db).close()  # imports and migrations are not what is measured
+    started = time.perf_counter()
+    fn(folder, db)
+    seconds = time.perf_counter() - started
+    return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def measure(fn, folder: str, db: str) -> tuple[float, int]:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_phase, (fn, folder, db))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--side", type=int, default=1024)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "images"
+        folder.mkdir()
+        make_images(folder, args.images, args.side)
+        db, floor_db = f"sqlite:///{tmp}/bench.db", f"sqlite:///{tmp}/floor.db"
+        measure(decode_floor, str(folder), floor_db)  # warm the page cache
+        floor_s, floor_rss = measure(decode_floor, str(folder), floor_db)
+        scan_s, scan_rss = measure(scan, str(folder), db)
+        stat_s, _ = measure(stat_floor, str(folder), floor_db)
+        rescan_s, _ = measure(scan, str(folder), db)
+
+    n = args.images
+    print(f"{n} JPEGs of {args.side}x{args.side * 3 // 4}, python {sys.version.split()[0]}")
+    print(
+        f"first scan / decode floor:       {scan_s / floor_s:6.2f}x  "
+        f"({n / scan_s:.1f} vs {n / floor_s:.1f} images/s)"
+    )
+    print(
+        f"re-scan unchanged / stat floor:  {rescan_s / stat_s:6.2f}x  "
+        f"({rescan_s / n * 1000:.3f} s per 1000 files)"
+    )
+    print(
+        f"peak RSS scan / decode floor:    {scan_rss / floor_rss:6.2f}x  "
+        f"({scan_rss / 2**20:.0f} vs {floor_rss / 2**20:.0f} MiB)"
+    )
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parent))
+    main()

@@ -1,0 +1,81 @@
+"""The database: migrations, SQLite settings, and two processes writing one file at once."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from conftest import jpeg_bytes, photo
+from sqlalchemy import select, text
+
+from scanner.store import Database, DatabaseError, tables
+from scanner.store.engine import schema_revision
+
+
+def test_new_database_is_migrated_to_head_and_uses_wal(db_url):
+    db = Database(db_url)
+    assert schema_revision(db.engine) == "0001"
+    with db.read() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() >= 30_000
+    Database(db_url)  # opening again is a no-op
+
+
+def test_migrations_build_exactly_the_tables_the_code_uses(db_url):
+    db = Database(db_url)
+    with db.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), tables.metadata) == []
+
+
+def test_database_from_a_newer_release_is_refused_clearly(db_url):
+    db = Database(db_url)
+    with db.write() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(DatabaseError, match="newer than this scanner knows"):
+        Database(db_url)
+
+
+def test_database_in_a_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(DatabaseError, match="is not a folder"):
+        Database(f"sqlite:///{tmp_path}/no/such/folder/x.db")
+
+
+def test_two_processes_scan_into_one_sqlite_file_at_once(tmp_path):
+    """Both start on a database that does not exist yet (racing to create the schema), then
+    commit one image per transaction, interleaved. Neither may see 'database is locked'."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        for i in range(30):
+            seed = i if folder == "a" else 100 + i
+            (tmp_path / folder / f"{i}.jpg").write_bytes(jpeg_bytes(photo(seed, (96, 64))))
+    env = os.environ | {"SCANNER_DB": url}
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "scanner",
+                "scan",
+                str(tmp_path / f),
+                "--batch-size",
+                "1",
+                "--json",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for f in ("a", "b")
+    ]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+        assert '"scanned": 30' in out and "locked" not in err
+    db = Database(url)
+    with db.read() as conn:
+        assert len(conn.execute(select(tables.files)).all()) == 60
+        assert len(conn.execute(select(tables.images)).all()) == 60
