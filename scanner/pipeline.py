@@ -71,6 +71,16 @@ class ScanStats:
         self.flagged.update(other.flagged)
 
 
+@dataclass
+class FileOutcome:
+    """What became of one path: outcome is a ScanStats counter name (scanned, errors, ...)."""
+
+    path: str
+    outcome: str
+    detail: str = ""
+    sha256: str | None = None
+
+
 def iter_files(roots: Iterable[str | os.PathLike]) -> Iterator[str]:
     """Absolute paths of the files under `roots`, sorted per folder.
 
@@ -96,8 +106,16 @@ def _file_error(path: str, kind: str, message: str, st=None, sha=None) -> tuple:
 class Pipeline:
     """Scans paths into a Database with a fixed set of loaded detectors."""
 
-    def __init__(self, db: Database, detectors: Sequence[Detector], settings: Settings):
+    def __init__(
+        self,
+        db: Database,
+        detectors: Sequence[Detector],
+        settings: Settings,
+        on_file: Callable[[FileOutcome], None] | None = None,
+    ):
+        """`on_file` hears of every path once its batch is committed (the daemon logs it)."""
         self.db = db
+        self.on_file = on_file
         self.detectors = list(detectors)
         self.settings = settings
         self._seen_this_scan: set[str] = set()
@@ -135,18 +153,24 @@ class Pipeline:
         known = self.db.detector_versions(s.sha256 for s in states.values() if s.sha256)
         loaded: list[tuple[str, os.stat_result, bytes, str]] = []
 
+        outcomes: list[FileOutcome] = []
+
+        def note(path: str, outcome: str, detail: str = "", sha: str | None = None) -> None:
+            setattr(stats, outcome, getattr(stats, outcome) + 1)
+            outcomes.append(FileOutcome(path, outcome, detail, sha))
+
         for path in paths:
             outcome = self._read(path, states.get(path), known)
             if outcome is None:
-                stats.unchanged += 1
+                note(path, "unchanged")
             elif outcome == "not-image":
-                stats.not_images += 1
+                note(path, "not_images")
             elif isinstance(outcome, tuple) and isinstance(outcome[1], ErrorRecord):
                 file_record, error = outcome
                 if file_record:
                     batch.files.append(file_record)
                 batch.errors.append(error)
-                stats.errors += 1
+                note(path, "errors", f"{error.kind}: {error.message}")
             else:
                 loaded.append(outcome)
 
@@ -158,10 +182,8 @@ class Pipeline:
             if sha in self._seen_this_scan or (sha in known and not missing):
                 batch.files.append(record)
                 state = states.get(path)
-                if state and state.sha256 == sha and state.status == "ok":
-                    stats.unchanged += 1  # touched, not changed
-                else:
-                    stats.duplicates += 1
+                touched = state and state.sha256 == sha and state.status == "ok"
+                note(path, "unchanged" if touched else "duplicates", sha=sha)
                 continue
             self._seen_this_scan.add(sha)
             try:
@@ -170,14 +192,14 @@ class Pipeline:
                 file_record, error = _file_error(path, exc.kind, str(exc), st, sha)
                 batch.files.append(file_record)
                 batch.errors.append(error)
-                stats.errors += 1
+                note(path, "errors", f"{exc.kind}: {exc}", sha)
                 continue
             sample = Sample(path, sha, data, rgb, fmt, self.settings.ela_quality)
             batch.files.append(record)
             if sha not in known:
                 self._describe(sample, batch)
             samples.append((sample, missing))
-            stats.scanned += 1
+            note(path, "scanned", sha=sha)
 
         for detector in self.detectors:
             todo = [s for s, missing in samples if detector in missing]
@@ -187,7 +209,19 @@ class Pipeline:
         if len(batch):
             self.db.save(batch)
         stats.seconds = time.perf_counter() - started
+        if self.on_file:
+            self._report(outcomes, batch)
         return stats
+
+    def _report(self, outcomes: list[FileOutcome], batch: Batch) -> None:
+        verdicts: dict[str, list[str]] = {}
+        for v in batch.verdicts:
+            score = "" if v.score is None else f" {v.score:.3f}"
+            verdicts.setdefault(v.sha256, []).append(f"{v.detector}={v.label}{score}")
+        for item in outcomes:
+            if item.outcome == "scanned":
+                item.detail = ", ".join(verdicts.get(item.sha256, [])) or "no verdicts"
+            self.on_file(item)
 
     def _read(self, path: str, state, known: dict[str, dict[str, str]]):
         """None if unchanged; "not-image"; (FileRecord|None, ErrorRecord); or the loaded file."""

@@ -5,22 +5,46 @@ import subprocess
 import sys
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from conftest import jpeg_bytes, photo
 from sqlalchemy import select, text
 
 from scanner.store import Database, DatabaseError, tables
-from scanner.store.engine import schema_revision
+from scanner.store.engine import MIGRATIONS, make_engine, schema_revision
 
 
 def test_new_database_is_migrated_to_head_and_uses_wal(db_url):
     db = Database(db_url)
-    assert schema_revision(db.engine) == "0001"
+    assert schema_revision(db.engine) == "0002"
     with db.read() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() >= 30_000
     Database(db_url)  # opening again is a no-op
+
+
+def test_database_from_an_older_release_is_upgraded_keeping_its_data(db_url):
+    """Build the schema as release 0.1 (revision 0001) left it, store a row, open it now."""
+    engine = make_engine(db_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+        conn.execute(
+            text(
+                "INSERT INTO files (path, sha256, size_bytes, mtime_ns, status, scanned_at) "
+                "VALUES ('/old/a.jpg', NULL, 10, 1, 'error', '2026-01-01 00:00:00')"
+            )
+        )
+    assert schema_revision(engine) == "0001"
+    db = Database(db_url)
+    assert schema_revision(db.engine) == "0002"
+    assert db.file_states(["/old/a.jpg"])["/old/a.jpg"].status == "error"
+    with db.read() as conn:
+        assert conn.execute(select(tables.watchers)).all() == []
 
 
 def test_migrations_build_exactly_the_tables_the_code_uses(db_url):

@@ -178,6 +178,11 @@ class Database:
                     found.setdefault(row.sha256, {})[row.detector] = row.detector_version
         return found
 
+    def heartbeat(self, watcher: dict) -> None:
+        """Record a watch daemon's state (keys: the columns of the watchers table)."""
+        with self.write() as conn:
+            _upsert(conn, tables.watchers, [watcher | {"heartbeat_at": utcnow()}])
+
     def save(self, batch: Batch) -> None:
         """Store a batch atomically. Errors of every path in it are replaced by its new ones."""
         now = utcnow()

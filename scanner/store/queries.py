@@ -142,15 +142,18 @@ def list_errors(db: Database, kind: str | None = None, limit: int | None = None)
     return rows
 
 
-def counts(db: Database) -> dict:
-    """Totals for a status line: images, files, verdicts per label, errors, last scan."""
-    i, f, v, e = tables.images, tables.files, tables.verdicts, tables.errors
+def status(db: Database) -> dict:
+    """Totals (images, files, verdicts per label, errors, last scan) and the watch daemons."""
+    i, f, v, e, w = tables.images, tables.files, tables.verdicts, tables.errors, tables.watchers
     with db.read() as conn:
         labels = dict(conn.execute(select(v.c.label, func.count()).group_by(v.c.label)).all())
+        last = conn.execute(select(func.max(f.c.scanned_at))).scalar()
+        watchers = [dict(r._mapping) for r in conn.execute(select(w).order_by(w.c.started_at))]
         return {
             "images": conn.execute(select(func.count()).select_from(i)).scalar(),
             "files": conn.execute(select(func.count()).select_from(f)).scalar(),
             "verdicts": labels,
             "errors": conn.execute(select(func.count()).select_from(e)).scalar(),
-            "last_scan": conn.execute(select(func.max(f.c.scanned_at))).scalar(),
+            "last_scan_at": last,
+            "watchers": watchers,
         }

@@ -92,3 +92,18 @@ errors = Table(
     Column("message", Text, nullable=False),
     Column("at", DateTime, nullable=False),
 )
+
+# One row per `scanner watch` process (id: host:pid), updated every few seconds.
+watchers = Table(
+    "watchers",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("roots", Text, nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("heartbeat_at", DateTime, nullable=False),
+    Column("stopped_at", DateTime, nullable=True),
+    Column("queue_length", Integer, nullable=False),
+    Column("scanned", Integer, nullable=False),
+    Column("errors", Integer, nullable=False),
+    Column("last_scan_at", DateTime, nullable=True),
+)

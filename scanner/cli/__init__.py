@@ -1,0 +1,13 @@
+"""The `scanner` command: one small function per command; the work is done in the library.
+
+Commands live in scanning.py (scan, watch) and reading.py (results, show, detectors, errors,
+status); importing them registers them on the app, in the order `--help` lists them.
+"""
+
+from scanner.cli import scanning  # noqa: F401 - registers scan, watch
+
+# isort: split
+from scanner.cli import reading  # noqa: F401 - registers results, show, detectors, errors, status
+from scanner.cli.common import app
+
+__all__ = ["app"]

@@ -1,0 +1,67 @@
+"""Log lines for the daemon: plain text for people, JSON lines for log collectors."""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+
+from scanner.pipeline import FileOutcome
+
+# ScanStats counter names as the words a log line uses.
+WORDS = {
+    "scanned": "scanned",
+    "unchanged": "unchanged",
+    "duplicates": "duplicate",
+    "not_images": "not-image",
+    "errors": "error",
+}
+
+
+class LogFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "message": record.getMessage(),
+        }
+        line.update(getattr(record, "fields", {}))
+        return json.dumps(line, default=str)
+
+
+def setup_logging(fmt: LogFormat) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt is LogFormat.json:
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger("scanner")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+def log_outcome(item: FileOutcome) -> None:
+    """One line per file the pipeline finished with."""
+    if item.outcome == "unchanged":
+        return  # a re-queued path that needed nothing: not news
+    word = WORDS.get(item.outcome, item.outcome)
+    fields = {"event": word, "path": item.path, "detail": item.detail, "sha256": item.sha256}
+    level = logging.WARNING if word == "error" else logging.INFO
+    logging.getLogger("scanner.files").log(
+        level,
+        "%s %s%s",
+        word,
+        item.path,
+        f" ({item.detail})" if item.detail else "",
+        extra={"fields": fields},
+    )
