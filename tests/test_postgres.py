@@ -1,0 +1,81 @@
+"""The same pipeline and queries against a real PostgreSQL server, started for this module.
+
+Needs PostgreSQL's server programs (initdb, postgres) on PATH or in /usr/lib/postgresql; skipped
+with the reason otherwise. As root, the server runs as the `postgres` user, as it insists.
+"""
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+from conftest import EXPECTED
+from sample_detectors import NeedsBigImages, Redness
+
+from scanner.config import Settings
+from scanner.pipeline import Pipeline, iter_files
+from scanner.store import Database, queries
+
+
+def _server_bin(name):
+    found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found if isinstance(found, str) else (found[-1] if found else None)
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    initdb, postgres = _server_bin("initdb"), _server_bin("postgres")
+    if not (initdb and postgres):
+        pytest.skip("PostgreSQL server programs (initdb, postgres) are not installed")
+    as_user = []
+    if os.geteuid() == 0:
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root without runuser: cannot start postgres as another user")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    root = tempfile.mkdtemp(prefix="scanner-pg-")
+    data, sock = os.path.join(root, "data"), os.path.join(root, "sock")
+    os.makedirs(sock)
+    if as_user:
+        shutil.chown(root, "postgres")
+        shutil.chown(sock, "postgres")
+    subprocess.run(
+        [*as_user, initdb, "-D", data, "-U", "scanner", "--auth=trust", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+    )
+    server = subprocess.Popen(
+        [*as_user, postgres, "-D", data, "-k", sock, "-c", "listen_addresses=", "-p", "5433"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"postgresql+psycopg://scanner@/postgres?host={sock}&port=5433"
+    try:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(os.path.join(sock, ".s.PGSQL.5433")):
+            assert server.poll() is None and time.monotonic() < deadline, "postgres did not start"
+            time.sleep(0.2)
+        time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_scan_store_and_query_on_postgresql(postgres_url, image_dir):
+    db = Database(postgres_url)
+    pipeline = Pipeline(db, [Redness(), NeedsBigImages()], Settings(batch_size=4))
+    stats = pipeline.scan(iter_files([image_dir]))
+    assert stats.scanned == 7 and stats.errors == 5 and stats.duplicates == 1
+    again = Pipeline(Database(postgres_url), [Redness(), NeedsBigImages()], Settings())
+    assert again.scan(iter_files([image_dir])).unchanged == 12
+    rows = queries.results(db, queries.ResultFilter(label="fake"))
+    assert [(os.path.basename(r["path"]), r["detector"]) for r in rows] == [("red.jpg", "test-red")]
+    assert rows[0]["overall"] == "fake"
+    glob_rows = queries.results(db, queries.ResultFilter(path_glob="*/sub/*"))
+    assert len(glob_rows) == 6
+    errors = {os.path.relpath(e["path"], image_dir): e["kind"] for e in queries.list_errors(db)}
+    assert errors == {p: k for p, k in EXPECTED.items() if k != "ok"}
