@@ -13,8 +13,10 @@ import typer
 from scanner.cli.common import (
     EXIT_NOT_FOUND,
     DbOption,
+    DetectorsOption,
     FormatOption,
     _fail,
+    _load_detectors,
     _open,
     app,
 )
@@ -200,3 +202,50 @@ def status(db: DbOption = None, as_json: Annotated[bool, typer.Option("--json")]
             f"watcher {w['id']} {w['state']}: {w['roots']} queue={w['queue_length']} "
             f"scanned={w['scanned']} errors={w['errors']} heartbeat {_ago(w['heartbeat_at'])}"
         )
+
+
+@app.command()
+def evaluate(
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            help="A folder of class subfolders (fake/real, tampered/authentic...).",
+            exists=True,
+            file_okay=False,
+        ),
+    ],
+    detector: DetectorsOption = None,
+    fake: Annotated[list[str] | None, typer.Option(help="Subfolder names that hold fakes.")] = None,
+    real: Annotated[list[str] | None, typer.Option(help="Subfolder names that hold reals.")] = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Score a labelled folder with the installed detectors and print their metrics.
+
+    Per detector: images per class, accuracy at its threshold, ROC AUC, true-positive rate at
+    5% false-positive rate, and how many images it found not applicable. The images go through
+    the same pipeline as `scanner scan`, into a temporary database.
+
+    Example: scanner evaluate ../shared/data/casia1 --fake tampered --real authentic
+    """
+    from scanner.evaluate import FAKE_NAMES, REAL_NAMES, labelled_files
+    from scanner.evaluate import evaluate as run_evaluation
+
+    items = labelled_files(str(folder), fake or FAKE_NAMES, real or REAL_NAMES)
+    if not items or len({y for _, y in items}) < 2:
+        raise typer.BadParameter(f"{folder} needs a fake and a real subfolder with images")
+    detectors = _load_detectors(detector)
+    rows = [{"detector": name} | vars(m) for name, m in run_evaluation(items, detectors).items()]
+    emit(
+        rows,
+        fmt,
+        [
+            "detector",
+            "n_fake",
+            "n_real",
+            "accuracy",
+            "roc_auc",
+            "tpr_at_5_fpr",
+            "not_applicable_fake",
+            "not_applicable_real",
+        ],
+    )

@@ -1,0 +1,119 @@
+"""Scoring a labelled set of images with the installed detectors, through the same Pipeline as
+`scanner scan`, and the metrics model cards quote: accuracy at the detector's threshold, ROC AUC,
+and the true-positive rate at 5% false-positive rate."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from scanner.config import Settings
+from scanner.detectors import Detector
+from scanner.pipeline import Pipeline, iter_files
+from scanner.store import Database, queries
+
+# Class folder names read as "fake" and "real" when none are given.
+FAKE_NAMES = ("fake", "fakes", "tampered", "manipulated", "generated", "df", "spliced")
+REAL_NAMES = ("real", "reals", "authentic", "pristine", "original", "genuine")
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float:
+    """Area under the ROC curve (Mann-Whitney U with average ranks for ties); nan if one class."""
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=bool)
+    n_pos, n_neg = labels.sum(), (~labels).sum()
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    i = 0
+    while i < len(scores):  # average rank over each run of tied scores
+        j = i
+        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def tpr_at_fpr(scores: Sequence[float], labels: Sequence[int], fpr: float = 0.05) -> float:
+    """The highest share of fakes caught by a threshold that flags at most `fpr` of the reals."""
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=bool)
+    real, fake = np.sort(scores[~labels])[::-1], scores[labels]
+    if len(real) == 0 or len(fake) == 0:
+        return float("nan")
+    allowed = int(np.floor(fpr * len(real)))  # reals that may score above the threshold
+    threshold = real[allowed] if allowed < len(real) else -np.inf
+    return float((fake > threshold).mean())
+
+
+@dataclass
+class Metrics:
+    n_fake: int
+    n_real: int
+    not_applicable_fake: int
+    not_applicable_real: int
+    accuracy: float
+    roc_auc: float
+    tpr_at_5_fpr: float
+
+    @classmethod
+    def compute(cls, scores, labels, threshold: float, na_fake: int = 0, na_real: int = 0):
+        scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=int)
+        accuracy = float(((scores >= threshold).astype(int) == labels).mean()) if len(labels) else 0
+        return cls(
+            int(labels.sum()),
+            int((1 - labels).sum()),
+            na_fake,
+            na_real,
+            accuracy,
+            roc_auc(scores, labels),
+            tpr_at_fpr(scores, labels),
+        )
+
+
+def labelled_files(
+    folder: str, fake: Sequence[str] = FAKE_NAMES, real: Sequence[str] = REAL_NAMES
+) -> list[tuple[str, int]]:
+    """(path, 1 if fake else 0) for the images in `folder`'s class subfolders."""
+    items = []
+    for name in sorted(os.listdir(folder)):
+        sub = os.path.join(folder, name)
+        if not os.path.isdir(sub) or name.lower() not in {*fake, *real}:
+            continue
+        label = 1 if name.lower() in fake else 0
+        items.extend((path, label) for path in iter_files([sub]))
+    return items
+
+
+def evaluate(
+    items: Sequence[tuple[str, int]],
+    detectors: Sequence[Detector],
+    settings: Settings | None = None,
+    db_url: str | None = None,
+) -> dict[str, Metrics]:
+    """Scan `items` (path, label) into a database (a temporary one unless `db_url` is given),
+    then compute each detector's metrics from the stored verdicts."""
+    labels = {os.path.abspath(p): y for p, y in items}
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Database(db_url or f"sqlite:///{tmp}/evaluate.db")
+        Pipeline(db, detectors, settings or Settings()).scan(sorted(labels))
+        rows = queries.results(db, queries.ResultFilter())
+        db.close()
+    out = {}
+    for det in detectors:
+        mine = [r for r in rows if r["detector"] == det.name and r["path"] in labels]
+        scored = [r for r in mine if r["label"] != "not-applicable"]
+        na = [labels[r["path"]] for r in mine if r["label"] == "not-applicable"]
+        out[det.name] = Metrics.compute(
+            [r["score"] for r in scored],
+            [labels[r["path"]] for r in scored],
+            det.threshold,
+            na_fake=sum(na),
+            na_real=len(na) - sum(na),
+        )
+    return out

@@ -1,0 +1,43 @@
+import math
+
+import pytest
+from conftest import jpeg_bytes, photo
+from PIL import Image
+from sample_detectors import NeedsBigImages, Redness
+
+from scanner.evaluate import Metrics, evaluate, labelled_files, roc_auc, tpr_at_fpr
+
+
+def test_roc_auc_and_tpr_match_hand_computed_values():
+    scores, labels = [0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]
+    assert roc_auc(scores, labels) == 0.75  # 3 of the 4 fake/real pairs are ordered right
+    assert roc_auc([0.5, 0.5], [0, 1]) == 0.5  # a tie counts half
+    assert math.isnan(roc_auc([0.2, 0.3], [1, 1]))
+    assert tpr_at_fpr(scores, labels, 0.05) == 0.5  # above the highest real: only 0.8
+    assert tpr_at_fpr(scores, labels, 0.5) == 1.0
+    m = Metrics.compute([0.9, 0.2, 0.7, 0.1], [1, 0, 0, 0], threshold=0.5)
+    assert (m.n_fake, m.n_real, m.accuracy, m.roc_auc) == (1, 3, 0.75, 1.0)
+
+
+def test_evaluate_scans_a_labelled_folder_through_the_pipeline(tmp_path):
+    (tmp_path / "tampered").mkdir()
+    (tmp_path / "authentic").mkdir()
+    (tmp_path / "ignored").mkdir()
+    for i in range(3):
+        (tmp_path / "authentic" / f"{i}.jpg").write_bytes(jpeg_bytes(photo(i)))
+        Image.new("RGB", (64 + i, 64), (240, 20 * i, 0)).save(tmp_path / "tampered" / f"{i}.png")
+    items = labelled_files(str(tmp_path))
+    assert sorted(y for _, y in items) == [0, 0, 0, 1, 1, 1]
+    result = evaluate(items, [Redness(), NeedsBigImages()])
+    red = result["test-red"]
+    assert (red.n_fake, red.n_real, red.accuracy, red.roc_auc) == (3, 3, 1.0, 1.0)
+    big = result["test-big"]  # the red squares are too small for it
+    assert (big.n_fake, big.not_applicable_fake, big.n_real) == (0, 3, 3)
+
+
+@pytest.mark.parametrize("names", [("fake", "real"), ("df", "real")])
+def test_class_folder_names(tmp_path, names):
+    for name in names:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "a.jpg").write_bytes(jpeg_bytes(photo(1)))
+    assert sorted(y for _, y in labelled_files(str(tmp_path))) == [0, 1]
