@@ -41,6 +41,8 @@ class Settings:
         default_factory=lambda: _env_int("SCANNER_MAX_FILE_MB", 200) * 1024 * 1024
     )
     batch_size: int = field(default_factory=lambda: _env_int("SCANNER_BATCH_SIZE", 16))
+    # Every input is a face crop: face detectors score the whole image instead of finding faces.
+    face_crops: bool = field(default_factory=lambda: _env_int("SCANNER_FACE_CROPS", 0) == 1)
 
     def __post_init__(self) -> None:
         if not 1 <= self.ela_quality <= 100:

@@ -23,7 +23,7 @@ from scanner.imaging import Sample
 
 GROUP = "scanner.detectors"
 # The views a Sample offers; a detector names the ones it reads in `needs`.
-VIEWS = frozenset({"rgb", "ela", "bytes"})
+VIEWS = frozenset({"rgb", "ela", "bytes", "faces"})
 LABELS = ("fake", "real", "not-applicable")
 
 

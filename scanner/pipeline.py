@@ -194,7 +194,9 @@ class Pipeline:
                 batch.errors.append(error)
                 note(path, "errors", f"{exc.kind}: {exc}", sha)
                 continue
-            sample = Sample(path, sha, data, rgb, fmt, self.settings.ela_quality)
+            sample = Sample(
+                path, sha, data, rgb, fmt, self.settings.ela_quality, self.settings.face_crops
+            )
             batch.files.append(record)
             if sha not in known:
                 self._describe(sample, batch)

@@ -39,6 +39,13 @@ ElaQualityOption = Annotated[
 ElaMaxSideOption = Annotated[
     int | None, typer.Option(help="Longest side of the stored ELA PNG. [default: 1024]")
 ]
+FaceCropsOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--face-crops/--find-faces",
+        help="Inputs are face crops: score whole images instead of finding faces.",
+    ),
+]
 BatchSizeOption = Annotated[
     int | None, typer.Option(help="Images per batch and transaction. [default: 16]")
 ]
@@ -95,9 +102,9 @@ def _load_detectors(only: list[str] | None):
     return detectors
 
 
-def _pipeline(db, only, ela_quality, ela_max_side, batch_size, on_file=None):
-    """The database, the loaded detectors and a Pipeline over them, from the shared options."""
-    given = {"ela_quality": ela_quality, "ela_max_side": ela_max_side, "batch_size": batch_size}
+def _pipeline(db, only, given: dict, on_file=None):
+    """The database, the loaded detectors and a Pipeline over them, from the shared options
+    (`given`: Settings fields; None means not given)."""
     try:
         settings = Settings(**{k: v for k, v in given.items() if v is not None})
     except ValueError as exc:

@@ -19,6 +19,7 @@ from scanner.cli.common import (
     DetectorsOption,
     ElaMaxSideOption,
     ElaQualityOption,
+    FaceCropsOption,
     _fail,
     _pipeline,
     app,
@@ -51,6 +52,7 @@ def scan(
     paths: Annotated[list[Path], typer.Argument(help="Files and folders to scan.", exists=True)],
     db: DbOption = None,
     detector: DetectorsOption = None,
+    face_crops: FaceCropsOption = None,
     ela_quality: ElaQualityOption = None,
     ela_max_side: ElaMaxSideOption = None,
     batch_size: BatchSizeOption = None,
@@ -66,7 +68,13 @@ def scan(
 
     Example: scanner scan ~/Pictures /mnt/photos --db results.db
     """
-    database, detectors, pipeline = _pipeline(db, detector, ela_quality, ela_max_side, batch_size)
+    given = {
+        "ela_quality": ela_quality,
+        "ela_max_side": ela_max_side,
+        "batch_size": batch_size,
+        "face_crops": face_crops,
+    }
+    database, detectors, pipeline = _pipeline(db, detector, given)
     files = list(iter_files(paths))
     show_progress = sys.stderr.isatty() if progress is None else progress
     try:
@@ -120,6 +128,7 @@ def watch(
     log_format: Annotated[
         LogFormat, typer.Option(help="Log lines as text or JSON.")
     ] = LogFormat.text,
+    face_crops: FaceCropsOption = None,
     ela_quality: ElaQualityOption = None,
     ela_max_side: ElaMaxSideOption = None,
     batch_size: BatchSizeOption = None,
@@ -132,9 +141,13 @@ def watch(
     Example: scanner watch /incoming --db results.db --log-format json
     """
     setup_logging(log_format)
-    database, detectors, pipeline = _pipeline(
-        db, detector, ela_quality, ela_max_side, batch_size, on_file=log_outcome
-    )
+    given = {
+        "ela_quality": ela_quality,
+        "ela_max_side": ela_max_side,
+        "batch_size": batch_size,
+        "face_crops": face_crops,
+    }
+    database, detectors, pipeline = _pipeline(db, detector, given, on_file=log_outcome)
     watcher = Watcher(
         [str(f) for f in folders],
         database,

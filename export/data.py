@@ -1,0 +1,88 @@
+"""Listing the shared data sets and splitting them reproducibly."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+VALIDATION_SHARE = 0.2
+
+
+def in_validation(group: str, share: float = VALIDATION_SHARE) -> bool:
+    """A stable assignment of a group to the validation split, by hash (no RNG state)."""
+    digest = hashlib.sha256(group.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+def casia_group(path: str | Path) -> str:
+    """The CASIA v1 source photo an image belongs to: its own id for an authentic photo
+    (Au_ani_0001 -> ani0001), the first (background) source for a tampered one
+    (Sp_D_CND_A_pla0005_pla0023_0281 -> pla0005). Splitting by it keeps a tampered image and
+    the photo it was made from on the same side."""
+    name = Path(path).stem
+    match = re.fullmatch(r"Au_([a-z]+)_(\d+)", name)
+    if match:
+        return f"{match[1]}{match[2]}"
+    match = re.match(r"Sp_[DS]_\w+?_[A-Z]_([a-z]+\d+)_", name)
+    if not match:
+        raise ValueError(f"not a CASIA v1 file name: {name}")
+    return match[1]
+
+
+def _mask_key(stem: str) -> tuple:
+    """Some mask files list the two sources the other way round: (type, {sources}, index)."""
+    parts = re.split(r"[_.]", stem)
+    return parts[1], frozenset(parts[4:6]), parts[6] if len(parts) > 6 else None
+
+
+def casia_masks(root: Path) -> dict[str, Path]:
+    """Tampered image stem -> its ground-truth mask: same name + `_gt.png`, else the one mask
+    with the same type, source pair and index (60 of the 749 are named that way; 29 have none)."""
+    masks = {p.name[: -len("_gt.png")]: p for p in (root / "masks").glob("*_gt.png")}
+    by_key: dict[tuple, list[Path]] = {}
+    for stem, path in masks.items():
+        by_key.setdefault(_mask_key(stem), []).append(path)
+    found = {}
+    for image in (root / "tampered").glob("*"):
+        if image.stem in masks:
+            found[image.stem] = masks[image.stem]
+        elif len(by_key.get(_mask_key(image.stem), [])) == 1:
+            found[image.stem] = by_key[_mask_key(image.stem)][0]
+    return found
+
+
+def casia(root: Path = DATA / "casia1") -> list[dict]:
+    """Every CASIA v1 image: path, label (1 tampered), mask path or None, group, split."""
+    masks = casia_masks(root)
+    items = []
+    for label, folder in ((0, "authentic"), (1, "tampered")):
+        for path in sorted((root / folder).glob("*")):
+            if path.suffix.lower() not in (".jpg", ".jpeg", ".tif", ".bmp", ".png"):
+                continue
+            mask = masks.get(path.stem) if label else None
+            group = casia_group(path)
+            items.append(
+                {
+                    "path": str(path),
+                    "label": label,
+                    "mask": str(mask) if mask else None,
+                    "group": group,
+                    "split": "validation" if in_validation(group) else "train",
+                }
+            )
+    return items
+
+
+def faces(names: tuple[str, ...] = ("faces_ciplab", "faces_stylegan2")) -> list[dict]:
+    """Face crops: path, label (1 fake), set, split (by file name hash: these sets name no
+    source person, so files are the unit)."""
+    items = []
+    for name in names:
+        for label, folder in ((0, "real"), (1, "fake")):
+            for path in sorted((DATA / name / folder).glob("*.jpg")):
+                key = f"{name}/{folder}/{path.name}"
+                split = "validation" if in_validation(key) else "train"
+                items.append({"path": str(path), "label": label, "set": name, "split": split})
+    return items

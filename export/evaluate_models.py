@@ -1,0 +1,160 @@
+"""Reproduce the numbers in the shipped models' cards, on the validation splits.
+
+    python -m export.evaluate_models ela-cnn   # CASIA v1: as-is, re-compressed, pixel F1
+    python -m export.evaluate_models mesonet   # face sets: crops, face finding, authors' weights
+
+Images go through scanner.evaluate, i.e. the same pipeline and detector code as `scanner scan`.
+Needs only the runtime (and, for the authors' weights, the `export` extra and the .h5 files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from export import data
+from export.training import jpeg_roundtrip
+from scanner.config import Settings
+from scanner.evaluate import Metrics, evaluate, roc_auc
+from scanner.imaging import Sample, decode
+
+RECOMPRESS = (75, 85, 95)
+
+
+def row(name: str, m: Metrics) -> str:
+    na = m.not_applicable_fake + m.not_applicable_real
+    return (
+        f"| {name} | {m.n_fake} / {m.n_real} | {m.accuracy:.3f} | {m.roc_auc:.3f} | "
+        f"{m.tpr_at_5_fpr:.3f} | {na} |"
+    )
+
+
+HEADER = (
+    "| data | fake / real scored | accuracy at threshold | ROC AUC | TPR at 5% FPR | "
+    "not applicable |\n|---|---|---|---|---|---|"
+)
+
+
+def recompressed(items, quality: int, folder: Path) -> list[tuple[str, int]]:
+    """Copies of `items` re-saved at one JPEG quality, both classes alike."""
+    out = []
+    for item in items:
+        rgb, _ = decode(Path(item["path"]).read_bytes())
+        target = folder / f"q{quality}" / f"{item['label']}_{Path(item['path']).stem}.jpg"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        jpeg_roundtrip(rgb, quality).save(target, quality=100)  # exact bytes of the re-save
+        out.append((str(target), item["label"]))
+    return out
+
+
+def quantisation_score(path: str) -> float:
+    """Baseline that looks only at the JPEG quantisation tables: their mean step size."""
+    with Image.open(path) as image:
+        tables = getattr(image, "quantization", None) or {0: [0]}
+    return float(np.mean(tables[0]))
+
+
+def pixel_f1(detector, items) -> tuple[float, int]:
+    """Mean per-image F1 of heatmap >= 0.5 against the ground-truth mask."""
+    scores = []
+    for item in items:
+        data_bytes = Path(item["path"]).read_bytes()
+        rgb, fmt = decode(data_bytes)
+        sample = Sample(item["path"], "", data_bytes, rgb, fmt)
+        heatmap = detector.predict([sample])[0].heatmap
+        cell = int(np.ceil(rgb.height / heatmap.shape[0]))
+        pred = np.kron(heatmap >= 0.5, np.ones((cell, cell)))[: rgb.height, : rgb.width] > 0
+        mask = np.asarray(Image.open(item["mask"]).convert("L").resize(rgb.size)) > 127
+        tp = (pred & mask).sum()
+        denominator = pred.sum() + mask.sum()
+        scores.append(2 * tp / denominator if denominator else 1.0)
+    return float(np.mean(scores)), len(scores)
+
+
+def ela_cnn() -> None:
+    from scanner_plugins.ela_cnn import ElaCnn
+
+    detector = ElaCnn()
+    detector.load()
+    val = [i for i in data.casia() if i["split"] == "validation"]
+    print(f"CASIA v1 validation split: {len(val)} images, threshold {detector.threshold:.3f}\n")
+    print(HEADER)
+    print(row("as-is", evaluate([(i["path"], i["label"]) for i in val], [detector])["ela-cnn"]))
+    quant_auc = {
+        "as-is": roc_auc([quantisation_score(i["path"]) for i in val], [i["label"] for i in val])
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        for quality in RECOMPRESS:
+            items = recompressed(val, quality, Path(tmp))
+            m = evaluate(items, [detector])["ela-cnn"]
+            print(row(f"both classes re-saved at JPEG q{quality}", m))
+            quant_auc[f"q{quality}"] = roc_auc(
+                [quantisation_score(p) for p, _ in items], [y for _, y in items]
+            )
+    print(
+        "\nQuantisation-table baseline (mean luminance step), ROC AUC: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in quant_auc.items())
+    )
+    masked = [i for i in val if i["mask"]]
+    f1, n = pixel_f1(detector, masked)
+    print(f"Pixel F1 (heatmap >= 0.5 vs mask), mean over {n} tampered validation images: {f1:.3f}")
+
+
+def mesonet(authors: Path | None) -> None:
+    from scanner_plugins.mesonet import Meso4, MesoInception4
+
+    detectors = [Meso4(), MesoInception4()]
+    for d in detectors:
+        d.load()
+    faces = [i for i in data.faces() if i["split"] == "validation"]
+    print(HEADER)
+    for face_crops in (True, False):
+        mode = "whole image (--face-crops)" if face_crops else "faces found by Haar cascade"
+        for name in ("faces_ciplab", "faces_stylegan2"):
+            items = [(i["path"], i["label"]) for i in faces if i["set"] == name]
+            result = evaluate(items, detectors, Settings(face_crops=face_crops))
+            for det in detectors:
+                print(row(f"{det.name}, {name}, {mode}", result[det.name]))
+    if not authors:
+        return
+    from export.mesonet_authors import convert
+
+    reference = sorted(str(p) for p in (data.DATA / "mesonet" / "test_images").glob("*/*.jpg"))
+    with tempfile.TemporaryDirectory() as tmp:
+        for weights in sorted(authors.glob("*.h5")):
+            target = Path(tmp) / f"{weights.stem}.onnx"
+            convert(weights, target, reference)
+            cls = Meso4 if weights.name.startswith("Meso4") else MesoInception4
+            os.environ[cls.env_var] = str(target)
+            det = cls()
+            det.load()
+            del os.environ[cls.env_var]
+            for name in ("faces_ciplab", "faces_stylegan2"):
+                items = [(i["path"], i["label"]) for i in faces if i["set"] == name]
+                m = evaluate(items, [det], Settings(face_crops=True))[det.name]
+                print(row(f"authors' {weights.stem} (threshold 0.5), {name}, whole image", m))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", choices=["ela-cnn", "mesonet"])
+    parser.add_argument(
+        "--authors-weights",
+        type=Path,
+        default=data.DATA / "mesonet" / "weights",
+        help="folder of the MesoNet authors' .h5 files to compare with",
+    )
+    args = parser.parse_args(argv)
+    if args.model == "ela-cnn":
+        ela_cnn()
+    else:
+        mesonet(args.authors_weights if args.authors_weights.is_dir() else None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Keras -> ONNX with tf2onnx, the parity check, and weights as .npz (not HDF5, so that our own
+weights can never be mistaken for third-party files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import onnxruntime as ort
+import tensorflow as tf
+import tf2onnx
+
+OPSET = 17
+PARITY_TOLERANCE = 1e-5
+
+
+class ParityError(AssertionError):
+    pass
+
+
+def to_onnx(model: keras.Model, path: str | Path | None = None) -> bytes:
+    """The model as ONNX bytes (batch dimension free; spatial ones as the model declares)."""
+    shape = (None, *model.inputs[0].shape[1:])
+    spec = [tf.TensorSpec(shape, tf.float32, name="input")]
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=OPSET)
+    data = proto.SerializeToString()
+    if path:
+        Path(path).write_bytes(data)
+    return data
+
+
+def run_onnx(data: bytes, batch: np.ndarray) -> list[np.ndarray]:
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: batch.astype(np.float32)})
+
+
+def check_parity(model: keras.Model, data: bytes, batch: np.ndarray) -> float:
+    """Largest absolute difference between Keras and onnxruntime outputs on `batch`; raises
+    ParityError above PARITY_TOLERANCE."""
+    expected = model(batch.astype(np.float32), training=False)
+    expected = expected if isinstance(expected, (list, tuple)) else [expected]
+    got = run_onnx(data, batch)
+    if len(got) != len(expected):
+        raise ParityError(f"Keras has {len(expected)} outputs, ONNX {len(got)}")
+    worst = max(float(np.abs(np.asarray(e) - g).max()) for e, g in zip(expected, got, strict=True))
+    if worst > PARITY_TOLERANCE:
+        raise ParityError(f"Keras and ONNX differ by {worst:.2e} (> {PARITY_TOLERANCE:.0e})")
+    return worst
+
+
+def save_weights(model: keras.Model, path: str | Path) -> None:
+    np.savez_compressed(path, **{w.path: w.numpy() for w in model.weights})
+
+
+def load_weights(model: keras.Model, path: str | Path) -> keras.Model:
+    stored = np.load(path)
+    missing = [w.path for w in model.weights if w.path not in stored]
+    if missing:
+        raise KeyError(f"{path} lacks weights for {missing[:3]}")
+    for w in model.weights:
+        w.assign(stored[w.path])
+    return model

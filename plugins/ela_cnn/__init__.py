@@ -1,0 +1,71 @@
+"""ELA-CNN: a fully convolutional network over the Error Level Analysis image (JPEG quality 90),
+trained by the project on CASIA v1 (see MODEL_CARD.md). Returns a per-8x8-cell heatmap of
+P(tampered) besides the image score."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from scanner.detectors import Detector, Result
+from scanner.imaging import error_level
+from scanner.onnx import OnnxModel
+
+HERE = Path(__file__).parent
+ELA_QUALITY = 90
+# Larger images are shrunk first: the network was trained at CASIA's scale (384x256), and
+# cost grows with pixels. Resizing changes ELA, which is why training also resizes.
+MAX_SIDE = 1024
+
+
+def network_input(rgb: Image.Image, ela: Image.Image | None = None) -> np.ndarray:
+    """(H, W, 3) float32 in [0, 1]: the ELA image of `rgb` (shrunk to MAX_SIDE) / 255.
+
+    `ela`, the ELA of `rgb` at ELA_QUALITY when already computed, is used when no shrinking is
+    needed. Training calls this too, so that both see exactly the same input.
+    """
+    if max(rgb.size) > MAX_SIDE:
+        rgb = rgb.copy()
+        rgb.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BILINEAR)
+        ela = None
+    if ela is None:
+        ela, _ = error_level(rgb, ELA_QUALITY)
+    return np.asarray(ela, dtype=np.float32) / 255.0
+
+
+class ElaCnn(Detector):
+    name = "ela-cnn"
+    version = "1.0.0"
+    needs = frozenset({"rgb", "ela"})
+    # Chosen on the training split by the training script (see MODEL_CARD.md).
+    threshold = json.loads((HERE / "model.json").read_text())["threshold"]
+    description = "Splicing / copy-move from the ELA image (CASIA v1). Heatmap per 8x8 cell."
+    batch_size = 1  # images differ in size; the network takes any size
+
+    def load(self) -> None:
+        self.model = OnnxModel(HERE / "model.onnx")
+
+    @property
+    def model_hash(self) -> str:
+        return self.model.sha256
+
+    def predict(self, batch):
+        results = []
+        for sample in batch:
+            if min(sample.size) < 32:
+                results.append(Result.not_applicable("smaller than 32 pixels"))
+                continue
+            shared = sample.ela(ELA_QUALITY) if max(sample.size) <= MAX_SIDE else None
+            score, heatmap = self.model.run(network_input(sample.rgb, shared)[None])
+            results.append(
+                Result.from_score(
+                    float(score[0, 0]),
+                    self.threshold,
+                    heatmap=heatmap[0, :, :, 0],
+                    details={"max_cell": round(float(heatmap.max()), 4)},
+                )
+            )
+        return results

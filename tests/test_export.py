@@ -1,0 +1,91 @@
+"""Keras vs ONNX parity for every shipped model, and the MesoNet authors' weights converted and
+run through the scanner. Needs the `export` extra (TensorFlow) and ../shared/data."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow", reason="needs the export extra")
+from export import models  # noqa: E402
+from export.data import DATA, casia, faces  # noqa: E402
+from export.onnx_export import PARITY_TOLERANCE, check_parity, load_weights  # noqa: E402
+from scanner.config import Settings  # noqa: E402
+from scanner.imaging import crop_face, decode  # noqa: E402
+from scanner.pipeline import Pipeline  # noqa: E402
+from scanner.store import Database, queries  # noqa: E402
+from scanner_plugins.mesonet import Meso4  # noqa: E402
+
+PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
+pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"needs the shared data at {DATA}")
+REFERENCE = sorted(str(p) for p in (DATA / "mesonet" / "test_images").glob("*/*.jpg"))
+
+
+def test_ela_cnn_onnx_matches_keras_on_real_images():
+    from scanner_plugins.ela_cnn import network_input
+
+    width = json.loads((PLUGINS / "ela_cnn" / "model.json").read_text())["width"]
+    model = load_weights(models.ela_fcn(width), PLUGINS / "ela_cnn" / "weights.npz")
+    onnx = (PLUGINS / "ela_cnn" / "model.onnx").read_bytes()
+    images = [i for i in casia() if i["split"] == "validation"][:6]
+    inputs = [network_input(decode(Path(i["path"]).read_bytes())[0]) for i in images]
+    for shape in {x.shape for x in inputs}:
+        worst = check_parity(model, onnx, np.stack([x for x in inputs if x.shape == shape]))
+        assert worst <= PARITY_TOLERANCE
+
+
+@pytest.mark.parametrize(
+    "name, build", [("meso4", models.meso4), ("mesoinception4", models.meso_inception4)]
+)
+def test_meso_onnx_matches_keras_on_real_faces(name, build):
+    model = load_weights(build(), PLUGINS / "mesonet" / f"{name}.weights.npz")
+    onnx = (PLUGINS / "mesonet" / f"{name}.onnx").read_bytes()
+    batch = np.stack(
+        [
+            np.asarray(crop_face(decode(Path(i["path"]).read_bytes())[0]), dtype=np.float32) / 255
+            for i in faces()[::200]
+        ]
+    )
+    assert check_parity(model, onnx, batch) <= PARITY_TOLERANCE
+
+
+def test_authors_meso4_weights_become_a_detector_that_reproduces_their_outputs(tmp_path):
+    """The documented command, then a scan with the converted model: P(fake) = 1 - P(real),
+    their reference P(real) being df00204 0.041, df01254 0.049, real00240 0.990, real00772 0.998."""
+    target = tmp_path / "meso4-df.onnx"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "export.mesonet_authors",
+            str(DATA / "mesonet" / "weights" / "Meso4_DF.h5"),
+            str(target),
+        ],
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    os.environ["SCANNER_MESO4_MODEL"] = str(target)
+    try:
+        detector = Meso4()
+        detector.load()
+        db = Database(f"sqlite:///{tmp_path / 'authors.db'}")
+        Pipeline(db, [detector], Settings(face_crops=True)).scan(REFERENCE)
+        rows = {Path(r["path"]).stem: r for r in queries.results(db, queries.ResultFilter())}
+    finally:
+        del os.environ["SCANNER_MESO4_MODEL"]
+    expected = {"df00204": 0.959, "df01254": 0.951, "real00240": 0.010, "real00772": 0.002}
+    assert {k: round(v["score"], 3) for k, v in rows.items()} == expected
+    assert {r["detector_version"] for r in rows.values()} != {"1.0.0"}  # told apart
+
+
+def test_authors_mesoinception_weights_convert_with_parity(tmp_path):
+    from export.mesonet_authors import convert
+
+    worst = convert(
+        DATA / "mesonet" / "weights" / "MesoInception_DF.h5", tmp_path / "mi.onnx", REFERENCE
+    )
+    assert worst <= PARITY_TOLERANCE
