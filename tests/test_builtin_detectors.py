@@ -49,7 +49,7 @@ def test_ela_cnn_separates_casia_validation_images(detectors):
     val = [i for i in split_items().casia() if i["split"] == "validation"]
     metrics = evaluate(sample(val, 40), [detectors["ela-cnn"]])["ela-cnn"]
     assert metrics.n_fake == metrics.n_real == 40
-    assert metrics.roc_auc >= 0.70, metrics
+    assert metrics.roc_auc >= 0.70, metrics  # 0.95 on this sample, 0.80 on all 240
 
 
 @pytest.mark.parametrize("name", ["meso4", "mesoinception4"])
@@ -61,7 +61,7 @@ def test_meso_separates_stylegan2_validation_faces(detectors, name):
     ]
     metrics = evaluate(sample(val, 40), [detectors[name]], Settings(face_crops=True))[name]
     assert metrics.n_fake == metrics.n_real == 40
-    assert metrics.roc_auc >= 0.75, metrics
+    assert metrics.roc_auc >= 0.90, metrics  # 1.0 on this sample, 1.0 on all 206
 
 
 def test_no_face_is_not_applicable_and_faces_are_boxed(detectors, tmp_path):

@@ -68,3 +68,21 @@ def test_png_helpers_cap_size_and_validate_heatmaps():
     assert heat.mode == "L" and np.asarray(heat).ravel().tolist() == [0, 255, 128, 255]
     with pytest.raises(ValueError):
         heatmap_png(np.zeros((2, 2, 2)))
+
+
+def test_face_crops_mode_treats_the_whole_image_as_one_face():
+    from scanner.imaging import FACE_CROP_SIDE, Sample
+
+    rgb = photo(5, size=(300, 200))
+    sample = Sample("x.jpg", "0" * 64, b"", rgb, "JPEG", face_crops=True)
+    (face,) = sample.faces()
+    assert face.box == (0, 0, 300, 200) and face.crop.size == (FACE_CROP_SIDE, FACE_CROP_SIDE)
+    assert sample.faces() is sample.faces()  # computed once, shared by every detector
+
+
+def test_no_face_in_a_landscape_and_crop_margin():
+    from scanner.imaging import crop_face, find_faces
+
+    assert find_faces(photo(6, size=(640, 480))) == []
+    crop = crop_face(photo(7, size=(400, 400)), (100, 100, 100, 100))
+    assert crop.size == (256, 256)

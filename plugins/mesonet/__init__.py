@@ -25,7 +25,11 @@ class _Meso(Detector):
     env_var: str
 
     def load(self) -> None:
+        # Chosen on the training split by export/train_meso.py. A custom model keeps it unless
+        # it comes with its own: <model>.json beside it (the authors' models: 0.5).
         custom = os.environ.get(self.env_var)
+        meta = Path(custom).with_suffix(".json") if custom else HERE / f"{self.name}.json"
+        self.threshold = json.loads(meta.read_text())["threshold"] if meta.exists() else 0.5
         self.model = OnnxModel(custom or HERE / self.model_file)
         if custom:  # another model: keep its verdicts apart from the shipped one's
             self.version = f"{type(self).version}+{self.model.sha256[:12]}"
@@ -54,16 +58,11 @@ class _Meso(Detector):
         return results
 
 
-def _threshold(stem: str) -> float:
-    return json.loads((HERE / f"{stem}.json").read_text())["threshold"]
-
-
 class Meso4(_Meso):
     name = "meso4"
     version = "1.0.0"
     model_file = "meso4.onnx"
     env_var = "SCANNER_MESO4_MODEL"
-    threshold = _threshold("meso4")
     description = "Meso-4 on each face (largest score wins); n/a without a face."
 
 
@@ -72,5 +71,4 @@ class MesoInception4(_Meso):
     version = "1.0.0"
     model_file = "mesoinception4.onnx"
     env_var = "SCANNER_MESOINCEPTION4_MODEL"
-    threshold = _threshold("mesoinception4")
     description = "MesoInception-4 on each face (largest score wins); n/a without a face."
