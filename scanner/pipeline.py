@@ -57,18 +57,16 @@ class ScanStats:
     def seen(self) -> int:
         return self.scanned + self.unchanged + self.duplicates + self.not_images + self.errors
 
+    COUNTERS = ("scanned", "unchanged", "duplicates", "not_images", "errors", "detector_errors")
+
     def add(self, other: ScanStats) -> None:
-        for name in (
-            "scanned",
-            "unchanged",
-            "duplicates",
-            "not_images",
-            "errors",
-            "detector_errors",
-            "seconds",
-        ):
+        for name in (*self.COUNTERS, "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.flagged.update(other.flagged)
+
+    def as_dict(self) -> dict:
+        counts = {name: getattr(self, name) for name in self.COUNTERS}
+        return {"seen": self.seen, **counts, "seconds": self.seconds, "flagged": dict(self.flagged)}
 
 
 @dataclass

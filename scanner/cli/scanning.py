@@ -87,20 +87,7 @@ def scan(
     except DatabaseError as exc:
         raise _fail(str(exc), EXIT_DATABASE) from None
     if as_json:
-        summary = {
-            k: getattr(stats, k)
-            for k in (
-                "seen",
-                "scanned",
-                "unchanged",
-                "duplicates",
-                "not_images",
-                "errors",
-                "detector_errors",
-                "seconds",
-            )
-        }
-        typer.echo(json.dumps(summary | {"flagged": dict(stats.flagged)}))
+        typer.echo(json.dumps(stats.as_dict()))
     else:
         _print_summary(stats, detectors)
 
