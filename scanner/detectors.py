@@ -73,6 +73,9 @@ class Detector(abc.ABC):
     threshold: ClassVar[float] = 0.5
     description: ClassVar[str] = ""
     batch_size: ClassVar[int] = 16
+    # False for a detector too weak to run unasked (its model card says why): it then runs only
+    # when named with --detector. None of its verdicts is lost: it simply is not run.
+    enabled_by_default: ClassVar[bool] = True
 
     def load(self) -> None:  # noqa: B027 - optional hook; most detectors load a model here
         """Load models or other resources. Raise to mark the detector as failed."""
@@ -109,6 +112,7 @@ class Plugin:
             "status": "loaded" if det else "failed",
             "version": det.version if det else None,
             "threshold": det.threshold if det else None,
+            "default": ("on" if det.enabled_by_default else "off") if det else None,
             "needs": sorted(det.needs) if det else None,
             "model_hash": det.model_hash if det else None,
             "package": f"{self.package} {self.package_version}".strip(),

@@ -86,3 +86,10 @@ class UnknownNeeds(Redness):
 
 class NotADetector:
     name = "test-not-a-detector"
+
+
+class OffByDefault(Redness):
+    """Runs only when named with --detector."""
+
+    name = "test-off"
+    enabled_by_default = False

@@ -107,3 +107,14 @@ def test_exit_codes(cli, image_dir, tmp_path):
     cli("scan", tmp_path / "missing-folder", expect=2)
     bad_db = cli("results", "--db", tmp_path / "no" / "folder" / "x.db", expect=3)
     assert "is not a folder" in bad_db.stderr
+
+
+def test_a_detector_off_by_default_runs_only_when_named(cli, registry, image_dir):
+    registry.add("test-off", "sample_detectors:OffByDefault")
+    rows = {r["name"]: r for r in json.loads(cli("detectors", "--format", "json").stdout)}
+    assert rows["test-off"]["default"] == "off" and rows["test-red"]["default"] == "on"
+    unasked = cli("scan", image_dir)
+    assert "off by default" in unasked.stderr and "test-off" in unasked.stderr
+    assert "test-off:" not in unasked.stdout
+    asked = cli("scan", image_dir, "-d", "test-off", "--json")
+    assert json.loads(asked.stdout)["flagged"] == {"test-off": 1}

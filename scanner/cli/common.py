@@ -92,6 +92,14 @@ def _load_detectors(only: list[str] | None):
                 f"warning: detector {plugin.name} skipped: {plugin.error}", err=True, fg="yellow"
             )
     detectors = [p.detector for p in plugins if p.loaded]
+    if only is None:
+        off = [d.name for d in detectors if not d.enabled_by_default]
+        detectors = [d for d in detectors if d.enabled_by_default]
+        if off:
+            typer.secho(
+                f"note: off by default (see their model cards), enable with -d: {', '.join(off)}",
+                err=True,
+            )
     if not detectors:
         typer.secho(
             "warning: no detector loaded; images get ELA images but no verdicts "

@@ -150,7 +150,11 @@ def detectors(fmt: FormatOption = Format.table) -> None:
     for row in rows:
         if row["model_hash"] and fmt is Format.table:
             row["model_hash"] = row["model_hash"][:12]
-    emit(rows, fmt, ["name", "status", "version", "threshold", "model_hash", "package", "error"])
+    emit(
+        rows,
+        fmt,
+        ["name", "status", "default", "version", "threshold", "model_hash", "package", "error"],
+    )
 
 
 @app.command()
