@@ -48,6 +48,9 @@ def load(item: dict) -> tuple[Image.Image, np.ndarray | None]:
     return rgb, (np.asarray(mask) > 127).astype(np.float32)
 
 
+RESAVE_ALL = False  # set by --resave-all: every image re-saved, so the last quality is no cue
+
+
 def augment(rgb, mask, rng):
     if rng.random() < 0.3:
         scale = rng.uniform(0.75, 1.0)
@@ -57,7 +60,9 @@ def augment(rgb, mask, rng):
             mask = np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST))
     # Milder than it could be: re-saving most crops at qualities down to 60 erased the traces
     # the labels asked for, and the network learnt nothing (loss at chance after 7 epochs).
-    if rng.random() < 0.5:
+    if RESAVE_ALL:
+        rgb = jpeg_roundtrip(rgb, rng.integers(75, 96))
+    elif rng.random() < 0.5:
         rgb = jpeg_roundtrip(rgb, rng.integers(75, 99))
     return rgb, mask
 
@@ -101,7 +106,14 @@ def main(argv=None) -> None:
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--resave-all",
+        action="store_true",
+        help="re-save every training image at JPEG quality 75-95",
+    )
     args = parser.parse_args(argv)
+    global RESAVE_ALL
+    RESAVE_ALL = args.resave_all
     keras.utils.set_random_seed(SEED)
     items = data.casia()
     train = [i for i in items if i["split"] == "train" and (i["label"] == 0 or i["mask"])]
