@@ -123,7 +123,7 @@ class Pipeline:
     ) -> ScanStats:
         """Scan `paths` (files, not folders: see iter_files) in batches; return the totals."""
         total = ScanStats()
-        self._seen_this_scan: set[str] = set()  # copies in later batches are duplicates
+        self._seen_this_scan = set()  # decoded in this scan: copies in later batches are duplicates
         chunk: list[str] = []
         for path in paths:
             chunk.append(path)
@@ -183,15 +183,15 @@ class Pipeline:
                 touched = state and state.sha256 == sha and state.status == "ok"
                 note(path, "unchanged" if touched else "duplicates", sha=sha)
                 continue
-            self._seen_this_scan.add(sha)
             try:
                 rgb, fmt = decode(data)
-            except ImageError as exc:
+            except ImageError as exc:  # every copy of bad bytes gets its own error row
                 file_record, error = _file_error(path, exc.kind, str(exc), st, sha)
                 batch.files.append(file_record)
                 batch.errors.append(error)
                 note(path, "errors", f"{exc.kind}: {exc}", sha)
                 continue
+            self._seen_this_scan.add(sha)
             sample = Sample(
                 path, sha, data, rgb, fmt, self.settings.ela_quality, self.settings.face_crops
             )

@@ -159,3 +159,13 @@ def test_too_large_and_unreadable_files_are_errors(tmp_path, db_url):
     assert kinds["big.jpg"] == "too-large"
     if os.geteuid() != 0:  # root reads anything
         assert kinds["locked.jpg"] == "unreadable" and stats.errors == 2
+
+
+def test_copies_of_a_corrupt_file_each_get_an_error_row(tmp_path, db_url):
+    bad = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4
+    for name in ("a.jpg", "b.jpg"):
+        (tmp_path / name).write_bytes(bad)
+    db = Database(db_url)
+    stats = scan(db, tmp_path, Redness())
+    assert stats.errors == 2 and stats.duplicates == 0
+    assert {os.path.basename(e["path"]) for e in rows(db, tables.errors)} == {"a.jpg", "b.jpg"}
