@@ -103,3 +103,30 @@ def test_two_processes_scan_into_one_sqlite_file_at_once(tmp_path):
     with db.read() as conn:
         assert len(conn.execute(select(tables.files)).all()) == 60
         assert len(conn.execute(select(tables.images)).all()) == 60
+
+
+def test_opening_retries_a_transiently_locked_database_only(db_url, monkeypatch):
+    import scanner.store.engine as engine_module
+
+    calls = []
+    real = engine_module._migrate
+
+    def flaky(engine):
+        calls.append(1)
+        if len(calls) < 3:
+            raise DatabaseError("cannot open database: (OperationalError) database is locked")
+        return real(engine)
+
+    monkeypatch.setattr(engine_module, "_migrate", flaky)
+    Database(db_url)
+    assert len(calls) == 3
+
+    def broken(engine):
+        calls.append(1)
+        raise DatabaseError("the database is at schema revision 9999, newer than this scanner")
+
+    calls.clear()
+    monkeypatch.setattr(engine_module, "_migrate", broken)
+    with pytest.raises(DatabaseError, match="newer"):
+        Database(db_url)
+    assert len(calls) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from alembic import command
@@ -44,8 +45,9 @@ def make_engine(url: str) -> Engine:
             # Take transaction control away from the sqlite3 module; _on_begin emits BEGIN.
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            # The timeout first: switching a new file to WAL needs a lock another process may hold.
             cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+            cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
@@ -65,8 +67,25 @@ def _alembic_config() -> Config:
     return config
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision this release knows; refuse a newer database."""
+def migrate(engine: Engine, attempts: int = 8) -> None:
+    """Bring the schema to the newest revision this release knows; refuse a newer database.
+
+    Processes that open a new SQLite file at the same moment can see "database is locked"
+    without the busy timeout applying (seen once in CI, while the file was being created and
+    switched to WAL). Migrating is idempotent, so such an error is retried with backoff.
+    """
+    for attempt in range(attempts):
+        try:
+            return _migrate(engine)
+        except DatabaseError as exc:
+            transient = "locked" in str(exc) or "busy" in str(exc)
+            if not transient or attempt == attempts - 1:
+                raise
+            engine.dispose()
+            time.sleep(0.05 * 2**attempt)
+
+
+def _migrate(engine: Engine) -> None:
     config = _alembic_config()
     script = ScriptDirectory.from_config(config)
     head = script.get_current_head()
