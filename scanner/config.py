@@ -41,6 +41,8 @@ class Settings:
         default_factory=lambda: _env_int("SCANNER_MAX_FILE_MB", 200) * 1024 * 1024
     )
     batch_size: int = field(default_factory=lambda: _env_int("SCANNER_BATCH_SIZE", 16))
+    # Threads that decode images and compute their views (Pillow, zlib, OpenCV release the GIL).
+    workers: int = field(default_factory=lambda: _env_int("SCANNER_WORKERS", os.cpu_count() or 1))
     # Every input is a face crop: face detectors score the whole image instead of finding faces.
     face_crops: bool = field(default_factory=lambda: _env_int("SCANNER_FACE_CROPS", 0) == 1)
 
@@ -49,5 +51,7 @@ class Settings:
             raise ValueError(f"ELA quality must be 1-100, got {self.ela_quality}")
         if self.ela_max_side < 16:
             raise ValueError(f"ELA max side must be at least 16, got {self.ela_max_side}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
         if self.batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {self.batch_size}")

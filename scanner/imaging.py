@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import threading
 import warnings
 from dataclasses import dataclass, field
 
@@ -136,7 +137,10 @@ FACE_SEARCH_SIDE = 400
 FACE_MIN_SIDE = 40  # smallest face, in pixels of the original image
 FACE_MARGIN = 1.3  # crop side / detected box side, as the MesoNet authors crop
 FACE_CROP_SIDE = 256
-_cascade = None
+_cascades = threading.local()  # one classifier per thread: OpenCV does not promise sharing is safe
+# cv2's first import replaces its own module object; two threads importing it at once can see it
+# half-built (seen: "module 'cv2' has no attribute 'data'"), so the loading is serialised.
+_cascade_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -146,15 +150,18 @@ class Face:
 
 
 def _face_cascade():
-    global _cascade
-    if _cascade is None:
-        import cv2
+    cascade = getattr(_cascades, "classifier", None)
+    if cascade is None:
+        with _cascade_lock:
+            import cv2
+            from cv2 import data as cv2_data
 
-        path = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
-        _cascade = cv2.CascadeClassifier(path)
-        if _cascade.empty():
+            path = os.path.join(cv2_data.haarcascades, "haarcascade_frontalface_default.xml")
+            cascade = cv2.CascadeClassifier(path)
+        if cascade.empty():
             raise RuntimeError(f"cannot load OpenCV's face cascade from {path}")
-    return _cascade
+        _cascades.classifier = cascade
+    return cascade
 
 
 def find_faces(rgb: Image.Image) -> list[tuple[int, int, int, int]]:

@@ -14,6 +14,7 @@ import stat
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,6 +118,7 @@ class Pipeline:
         self.detectors = list(detectors)
         self.settings = settings
         self._seen_this_scan: set[str] = set()
+        self._pool: ThreadPoolExecutor | None = None
 
     def scan(
         self, paths: Iterable[str], progress: Callable[[int], None] | None = None
@@ -173,33 +175,43 @@ class Pipeline:
                 loaded.append(outcome)
 
         known.update(self.db.detector_versions(sha for *_, sha in loaded if sha not in known))
-        samples: list[tuple[Sample, list[Detector]]] = []
+        to_prepare: list[tuple] = []  # the first copy of each picture that needs work
+        copies: list[tuple[str, os.stat_result, str]] = []  # later copies in this batch
         for path, st, data, sha in loaded:
-            record = FileRecord(path, st.st_size, st.st_mtime_ns, sha)
             missing = self._missing(known.get(sha))
             if sha in self._seen_this_scan or (sha in known and not missing):
-                batch.files.append(record)
+                batch.files.append(FileRecord(path, st.st_size, st.st_mtime_ns, sha))
                 state = states.get(path)
                 touched = state and state.sha256 == sha and state.status == "ok"
                 note(path, "unchanged" if touched else "duplicates", sha=sha)
+            elif any(sha == item[3] for item in to_prepare):
+                copies.append((path, st, sha))
+            else:
+                to_prepare.append((path, st, data, sha, missing, sha not in known))
+
+        samples: list[tuple[Sample, list[Detector]]] = []
+        failed: dict[str, ImageError] = {}
+        for (path, st, _, sha, missing, _new), prepared in zip(
+            to_prepare, self._map(self._prepare, to_prepare), strict=True
+        ):
+            if isinstance(prepared, ImageError):
+                failed[sha] = prepared
+                self._decode_error(path, st, sha, prepared, batch, note)
                 continue
-            try:
-                rgb, fmt = decode(data)
-            except ImageError as exc:  # every copy of bad bytes gets its own error row
-                file_record, error = _file_error(path, exc.kind, str(exc), st, sha)
-                batch.files.append(file_record)
-                batch.errors.append(error)
-                note(path, "errors", f"{exc.kind}: {exc}", sha)
-                continue
+            sample, records = prepared
             self._seen_this_scan.add(sha)
-            sample = Sample(
-                path, sha, data, rgb, fmt, self.settings.ela_quality, self.settings.face_crops
-            )
-            batch.files.append(record)
-            if sha not in known:
-                self._describe(sample, batch)
+            batch.files.append(FileRecord(path, st.st_size, st.st_mtime_ns, sha))
+            if records:
+                batch.images.append(records[0])
+                batch.ela.append(records[1])
             samples.append((sample, missing))
             note(path, "scanned", sha=sha)
+        for path, st, sha in copies:  # each copy of bad bytes gets its own error row
+            if sha in failed:
+                self._decode_error(path, st, sha, failed[sha], batch, note)
+            else:
+                batch.files.append(FileRecord(path, st.st_size, st.st_mtime_ns, sha))
+                note(path, "duplicates", sha=sha)
 
         for detector in self.detectors:
             todo = [s for s, missing in samples if detector in missing]
@@ -264,24 +276,49 @@ class Pipeline:
             return _file_error(path, "unreadable", exc.strerror or str(exc))
         return path, st, data, hashlib.sha256(data).hexdigest()
 
-    def _describe(self, sample: Sample, batch: Batch) -> None:
+    def _map(self, fn, items: list) -> list:
+        if self.settings.workers <= 1 or len(items) <= 1:
+            return [fn(item) for item in items]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="prepare")
+        return list(self._pool.map(fn, items))
+
+    def _prepare(self, item: tuple):
+        """Decode one picture and compute what it needs; runs in a worker thread (Pillow,
+        zlib and OpenCV release the GIL). Returns (Sample, records or None) or the ImageError."""
+        path, _st, data, sha, missing, new = item
+        try:
+            rgb, fmt = decode(data)
+        except ImageError as exc:
+            return exc
+        sample = Sample(
+            path, sha, data, rgb, fmt, self.settings.ela_quality, self.settings.face_crops
+        )
+        needs = set().union(*(d.needs for d in missing))
+        if "faces" in needs:
+            sample.faces()  # warm the view here, in parallel, not in the detector
+        return sample, self._describe(sample) if new else None
+
+    def _decode_error(self, path, st, sha, exc: ImageError, batch: Batch, note) -> None:
+        file_record, error = _file_error(path, exc.kind, str(exc), st, sha)
+        batch.files.append(file_record)
+        batch.errors.append(error)
+        note(path, "errors", f"{exc.kind}: {exc}", sha)
+
+    def _describe(self, sample: Sample) -> tuple[ImageRecord, ElaRecord]:
         """The image row and its ELA PNG."""
         width, height = sample.size
-        batch.images.append(
-            ImageRecord(sample.sha256, sample.format, width, height, len(sample.data))
-        )
+        image = ImageRecord(sample.sha256, sample.format, width, height, len(sample.data))
         ela = sample.ela()
         png = to_png(ela, self.settings.ela_max_side)
         scale = min(1.0, self.settings.ela_max_side / max(ela.size))
-        batch.ela.append(
-            ElaRecord(
-                sample.sha256,
-                sample.ela_quality,
-                sample.ela_max_diff(),
-                max(1, round(width * scale)),
-                max(1, round(height * scale)),
-                png,
-            )
+        return image, ElaRecord(
+            sample.sha256,
+            sample.ela_quality,
+            sample.ela_max_diff(),
+            max(1, round(width * scale)),
+            max(1, round(height * scale)),
+            png,
         )
 
     def _run(self, detector: Detector, samples: list[Sample], batch: Batch, stats: ScanStats):

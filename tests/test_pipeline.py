@@ -169,3 +169,26 @@ def test_copies_of_a_corrupt_file_each_get_an_error_row(tmp_path, db_url):
     stats = scan(db, tmp_path, Redness())
     assert stats.errors == 2 and stats.duplicates == 0
     assert {os.path.basename(e["path"]) for e in rows(db, tables.errors)} == {"a.jpg", "b.jpg"}
+
+
+def test_worker_threads_store_exactly_what_one_thread_stores(image_dir, tmp_path):
+    volatile = ("scanned_at", "first_seen_at", "at", "seconds")
+
+    def contents(workers):
+        db = Database(f"sqlite:///{tmp_path / f'w{workers}.db'}")
+        stats = scan(db, image_dir, Redness(), NeedsBigImages(), workers=workers).as_dict()
+        stored = {
+            table.name: sorted(
+                repr({k: v for k, v in row.items() if k not in volatile}) for row in rows(db, table)
+            )
+            for table in (
+                tables.files,
+                tables.images,
+                tables.ela_images,
+                tables.verdicts,
+                tables.errors,
+            )
+        }
+        return stats | {"seconds": 0}, stored
+
+    assert contents(1) == contents(3)
