@@ -33,13 +33,13 @@ PARTS = {
 def architecture_of(h5_path: str | Path) -> str:
     """The architecture a weight file is for, from its layers (their names vary by file)."""
     with h5py.File(h5_path, "r") as f:
-        convs = [n for n in f if n.startswith("conv2d_")]
-    return {4: "meso4", 16: "meso_inception4"}.get(len(convs)) or _unknown(h5_path, len(convs))
-
-
-def _unknown(path, count):
+        convs = sum(1 for n in f if n.startswith("conv2d_"))
+    if convs == 4:
+        return "meso4"
+    if convs == 16:
+        return "meso_inception4"
     raise ValueError(
-        f"{path}: {count} convolution layers, neither Meso-4 (4) nor MesoInception-4 (16)"
+        f"{h5_path}: {convs} convolution layers, neither Meso-4 (4) nor MesoInception-4 (16)"
     )
 
 

@@ -48,10 +48,8 @@ def load(item: dict) -> tuple[Image.Image, np.ndarray | None]:
     return rgb, (np.asarray(mask) > 127).astype(np.float32)
 
 
-RESAVE_ALL = False  # set by --resave-all: every image re-saved, so the last quality is no cue
-
-
-def augment(rgb, mask, rng):
+def augment(rgb, mask, rng, resave_all: bool = False):
+    """`resave_all`: every image re-saved at q75-95, so its last JPEG quality is no cue."""
     if rng.random() < 0.3:
         scale = rng.uniform(0.75, 1.0)
         size = (round(rgb.width * scale), round(rgb.height * scale))
@@ -60,7 +58,7 @@ def augment(rgb, mask, rng):
             mask = np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST))
     # Milder than it could be: re-saving most crops at qualities down to 60 erased the traces
     # the labels asked for, and the network learnt nothing (loss at chance after 7 epochs).
-    if RESAVE_ALL:
+    if resave_all:
         rgb = jpeg_roundtrip(rgb, rng.integers(75, 96))
     elif rng.random() < 0.5:
         rgb = jpeg_roundtrip(rgb, rng.integers(75, 99))
@@ -70,10 +68,10 @@ def augment(rgb, mask, rng):
 FULL = (384, 256)  # every CASIA v1 image is 384x256 or 256x384
 
 
-def whole(item: dict, seed: int):
+def whole(item: dict, seed: int, resave_all: bool = False):
     """(input, cell targets, label) for the whole image, landscape, at CASIA's size."""
     rng = np.random.default_rng(seed)
-    rgb, mask = augment(*load(item), rng)
+    rgb, mask = augment(*load(item), rng, resave_all)
     m = mask if mask is not None else np.zeros((rgb.height, rgb.width), np.float32)
     if rgb.height > rgb.width:
         rgb, m = rgb.transpose(Image.Transpose.ROTATE_90), np.rot90(m).copy()
@@ -85,8 +83,8 @@ def whole(item: dict, seed: int):
     return x[None], cells[None], np.array([float(item["label"])], np.float32)
 
 
-def epoch_data(items: list[dict], epoch: int, pool) -> tuple[np.ndarray, ...]:
-    jobs = [(item, SEED * 1000 + epoch * 10_000 + i) for i, item in enumerate(items)]
+def epoch_data(items: list[dict], epoch: int, pool, resave_all: bool) -> tuple[np.ndarray, ...]:
+    jobs = [(item, SEED * 1000 + epoch * 10_000 + i, resave_all) for i, item in enumerate(items)]
     parts = pool.starmap(whole, jobs, chunksize=16)
     return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))
 
@@ -112,8 +110,6 @@ def main(argv=None) -> None:
         help="re-save every training image at JPEG quality 75-95",
     )
     args = parser.parse_args(argv)
-    global RESAVE_ALL
-    RESAVE_ALL = args.resave_all
     keras.utils.set_random_seed(SEED)
     items = data.casia()
     train = [i for i in items if i["split"] == "train" and (i["label"] == 0 or i["mask"])]
@@ -144,7 +140,7 @@ def main(argv=None) -> None:
     with multiprocessing.get_context("fork").Pool(max(1, os.cpu_count() or 1)) as pool:
         for epoch in range(args.epochs):
             started = time.time()
-            x, cells, y = epoch_data(train, epoch, pool)
+            x, cells, y = epoch_data(train, epoch, pool, args.resave_all)
             order = np.random.default_rng(SEED + epoch).permutation(len(x))
             losses = []
             for start in range(0, len(order), args.batch):

@@ -176,6 +176,7 @@ class Pipeline:
 
         known.update(self.db.detector_versions(sha for *_, sha in loaded if sha not in known))
         to_prepare: list[tuple] = []  # the first copy of each picture that needs work
+        preparing: set[str] = set()
         copies: list[tuple[str, os.stat_result, str]] = []  # later copies in this batch
         for path, st, data, sha in loaded:
             missing = self._missing(known.get(sha))
@@ -184,9 +185,10 @@ class Pipeline:
                 state = states.get(path)
                 touched = state and state.sha256 == sha and state.status == "ok"
                 note(path, "unchanged" if touched else "duplicates", sha=sha)
-            elif any(sha == item[3] for item in to_prepare):
+            elif sha in preparing:
                 copies.append((path, st, sha))
             else:
+                preparing.add(sha)
                 to_prepare.append((path, st, data, sha, missing, sha not in known))
 
         samples: list[tuple[Sample, list[Detector]]] = []

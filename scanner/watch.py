@@ -117,7 +117,10 @@ class _Handler(FileSystemEventHandler):
             self.pending.touch(path)
 
     def on_created(self, event: FileSystemEvent) -> None:
-        self._tree(event.src_path) if event.is_directory else self.pending.touch(event.src_path)
+        if event.is_directory:
+            self._tree(event.src_path)
+        else:
+            self.pending.touch(event.src_path)
 
     def on_modified(self, event: FileSystemEvent) -> None:
         if not event.is_directory:
@@ -125,7 +128,10 @@ class _Handler(FileSystemEventHandler):
 
     def on_moved(self, event: FileSystemEvent) -> None:
         dest = os.fsdecode(event.dest_path)
-        self._tree(dest) if event.is_directory else self.pending.touch(dest)
+        if event.is_directory:
+            self._tree(dest)
+        else:
+            self.pending.touch(dest)
 
     def on_opened(self, event: FileSystemEvent) -> None:
         self.pending.opened(event.src_path)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from export import data  # listing and splitting only: no TensorFlow
 from scanner.config import Settings
 from scanner.detectors import discover
 from scanner.evaluate import evaluate
@@ -16,12 +17,6 @@ from scanner.store import Database, tables
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"needs the shared data at {DATA}")
-
-
-def split_items():
-    from export import data  # listing and splitting only: no TensorFlow
-
-    return data
 
 
 def sample(items, per_class):
@@ -46,7 +41,7 @@ def test_builtins_are_registered_like_third_party_plugins(detectors):
 
 
 def test_ela_cnn_separates_casia_validation_images(detectors):
-    val = [i for i in split_items().casia() if i["split"] == "validation"]
+    val = [i for i in data.casia() if i["split"] == "validation"]
     metrics = evaluate(sample(val, 40), [detectors["ela-cnn"]])["ela-cnn"]
     assert metrics.n_fake == metrics.n_real == 40
     assert metrics.roc_auc >= 0.70, metrics  # 0.95 on this sample, 0.80 on all 240
@@ -54,11 +49,7 @@ def test_ela_cnn_separates_casia_validation_images(detectors):
 
 @pytest.mark.parametrize("name", ["meso4", "mesoinception4"])
 def test_meso_separates_stylegan2_validation_faces(detectors, name):
-    val = [
-        i
-        for i in split_items().faces()
-        if i["split"] == "validation" and i["set"] == "faces_stylegan2"
-    ]
+    val = [i for i in data.faces() if i["split"] == "validation" and i["set"] == "faces_stylegan2"]
     metrics = evaluate(sample(val, 40), [detectors[name]], Settings(face_crops=True))[name]
     assert metrics.n_fake == metrics.n_real == 40
     assert metrics.roc_auc >= 0.90, metrics  # 1.0 on this sample, 1.0 on all 206
