@@ -2,6 +2,7 @@
 
     python -m export.evaluate_models ela-cnn   # CASIA v1: as-is, re-compressed, pixel F1
     python -m export.evaluate_models mesonet   # face sets: crops, face finding, authors' weights
+    python -m export.evaluate_models metadata  # every data set; double-compression calibration
 
 Images go through scanner.evaluate, i.e. the same pipeline and detector code as `scanner scan`.
 Needs only the runtime (and, for the authors' weights, the `export` extra and the .h5 files).
@@ -10,18 +11,21 @@ Needs only the runtime (and, for the authors' weights, the `export` extra and th
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from sqlalchemy import select
 
 from export import data
 from export.training import jpeg_roundtrip
 from scanner.config import Settings
 from scanner.evaluate import Metrics, evaluate, roc_auc
 from scanner.imaging import Sample, decode
+from scanner.store import Database, tables
 
 RECOMPRESS = (75, 85, 95)
 
@@ -140,9 +144,91 @@ def mesonet(authors: Path | None) -> None:
                 print(row(f"authors' {weights.stem} (threshold 0.5), {name}, whole image", m))
 
 
+def metadata() -> None:
+    """The rules are not trained, so every image of every set is held-out data for them."""
+    from collections import Counter
+
+    from scanner_plugins.metadata import Metadata
+
+    detector = Metadata()
+    sets = {
+        "casia1": data.casia(),
+        "faces_ciplab": [i for i in data.faces(("faces_ciplab",))],
+        "faces_stylegan2": [i for i in data.faces(("faces_stylegan2",))],
+        "gan_cnndetection": [
+            {"path": str(p), "label": int(p.parent.name == "fake")}
+            for p in sorted((data.DATA / "gan_cnndetection").glob("*/*.jpg"))
+        ],
+    }
+    print(HEADER)
+    fired: dict[str, Counter] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, items in sets.items():
+            db_url = f"sqlite:///{tmp}/{name}.db"
+            pairs = [(i["path"], i["label"]) for i in items]
+            print(row(name, evaluate(pairs, [detector], db_url=db_url)["metadata"]))
+            labels = {os.path.abspath(p): y for p, y in pairs}
+            db = Database(db_url)
+            query = select(tables.files.c.path, tables.verdicts.c.details).join(
+                tables.verdicts, tables.verdicts.c.sha256 == tables.files.c.sha256
+            )
+            with db.read() as conn:
+                for path, details in conn.execute(query):
+                    key = f"{name} {'fake' if labels[path] else 'real'}"
+                    for f in json.loads(details or "{}").get("findings", []):
+                        fired.setdefault(key, Counter())[f["rule"]] += 1
+            db.close()
+    print("\nRules fired (images), per set and class:")
+    for key, counts in fired.items():
+        print(f"- {key}: " + ", ".join(f"{rule} {n}" for rule, n in sorted(counts.items())))
+    double_compression()
+
+
+def double_compression(n: int = 120) -> None:
+    """Calibration of the double-quantisation measure on images whose history is known: a face
+    or CASIA photo shrunk to half size (which erases its earlier 8x8 grid), then saved once at
+    q2, or saved at q1 and again at q2 (|q1 - q2| >= 5, qualities drawn at random)."""
+    import io
+    import random
+
+    from scanner.evaluate import tpr_at_fpr
+    from scanner_plugins.metadata import jpeg, rules
+
+    def save(image, quality):
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=quality)
+        return buffer.getvalue()
+
+    rng = random.Random(0)
+    sources = sorted((data.DATA / "faces_ciplab" / "real").glob("*.jpg"))[: n // 2]
+    sources += sorted((data.DATA / "casia1" / "authentic").glob("*.jpg"))[: n // 2]
+    once, twice, finer_first = [], [], []
+    for path in sources:
+        with Image.open(path) as image:
+            half = image.convert("RGB").reduce(2)
+        q2 = rng.randint(70, 95)
+        q1 = rng.choice([q for q in range(50, 96) if abs(q - q2) >= 5])
+        measure = lambda b: jpeg.double_quantisation(jpeg.luma_coefficients(b))  # noqa: E731
+        once.append(measure(save(half, q2)))
+        twice.append(measure(save(Image.open(io.BytesIO(save(half, q1))), q2)))
+        finer_first.append(q1 > q2)
+    scores, labels = once + twice, [0] * len(once) + [1] * len(twice)
+    flagged = np.asarray(twice) >= rules.DOUBLE_QUANTISATION
+    finer = np.asarray(finer_first)
+    print(
+        f"\nDouble compression, {len(once)} images saved once vs twice: ROC AUC "
+        f"{roc_auc(scores, labels):.3f}, TPR at 5% FPR {tpr_at_fpr(scores, labels):.3f}; at the "
+        f"rule's threshold {rules.DOUBLE_QUANTISATION}: "
+        f"{np.mean(np.asarray(once) >= rules.DOUBLE_QUANTISATION):.3f} of single saves flagged, "
+        f"{flagged[~finer].mean():.3f} of doubles with q1 < q2 ({(~finer).sum()}) and "
+        f"{flagged[finer].mean():.3f} with q1 > q2 ({finer.sum()}) caught; single-save "
+        f"percentiles 50/95/99: {np.percentile(once, [50, 95, 99]).round(3).tolist()}"
+    )
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", choices=["ela-cnn", "mesonet"])
+    parser.add_argument("model", choices=["ela-cnn", "mesonet", "metadata"])
     parser.add_argument(
         "--authors-weights",
         type=Path,
@@ -152,6 +238,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.model == "ela-cnn":
         ela_cnn()
+    elif args.model == "metadata":
+        metadata()
     else:
         mesonet(args.authors_weights if args.authors_weights.is_dir() else None)
 

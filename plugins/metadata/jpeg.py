@@ -1,0 +1,96 @@
+"""JPEG structure: quality estimated from the quantisation tables, and traces of double
+compression in the DCT coefficients recovered from the decoded pixels."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+# The example tables of the JPEG standard (Annex K), natural (row-major) order. libjpeg, and so
+# most software, scales these by quality; cameras mostly use tables of their own.
+IJG_LUMA = np.array(
+    [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+     14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+     18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99],
+)  # fmt: skip
+IJG_CHROMA = np.array(
+    [17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99,
+     24, 26, 56, 99, 99, 99, 99, 99, 47, 66, 99, 99, 99, 99, 99, 99] + [99] * 32,
+)  # fmt: skip
+
+
+def ijg_table(base: np.ndarray, quality: int) -> np.ndarray:
+    """libjpeg's jpeg_quality_scaling, with baseline clamping to 1..255."""
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return np.clip((base * scale + 50) // 100, 1, 255)
+
+
+def estimate_quality(tables: dict[int, list[int]]) -> tuple[int, bool]:
+    """(quality, standard): the libjpeg quality whose luma table is closest to table 0, and
+    whether every table in the file is exactly a scaled standard table (software) rather than a
+    table of its own (most cameras, Photoshop)."""
+    luma = np.asarray(tables[0])
+    errors = [np.abs(ijg_table(IJG_LUMA, q) - luma).sum() for q in range(1, 101)]
+    quality = int(np.argmin(errors)) + 1
+    standard = errors[quality - 1] == 0 and all(
+        np.array_equal(ijg_table(IJG_CHROMA, quality), np.asarray(t))
+        for index, t in tables.items()
+        if index > 0
+    )
+    return quality, bool(standard)
+
+
+def _dct_matrix() -> np.ndarray:
+    k = np.arange(8)
+    m = np.cos((2 * k[None, :] + 1) * k[:, None] * np.pi / 16) * np.sqrt(2 / 8)
+    m[0] /= np.sqrt(2)
+    return m
+
+
+DCT = _dct_matrix()
+# Low-frequency AC positions (row, column): enough coefficients there to see a histogram's shape.
+POSITIONS = [(0, 1), (1, 0), (1, 1), (0, 2), (2, 0), (1, 2), (2, 1), (2, 2)]
+MAX_BLOCKS = 40_000  # about 2.5 megapixels of luma: enough for the histograms, bounded cost
+
+
+def luma_coefficients(data: bytes) -> np.ndarray | None:
+    """The quantised luma DCT coefficients, (blocks, 8, 8) integers, recovered from the decoded
+    pixels (re-transforming and dividing by the file's table lands within rounding of the
+    stored integers), or None when the file is not a baseline-decodable JPEG."""
+    with Image.open(io.BytesIO(data)) as im:
+        if im.format != "JPEG" or 0 not in getattr(im, "quantization", {}):
+            return None
+        table = np.asarray(im.quantization[0], dtype=np.float64).reshape(8, 8)
+        im.draft("YCbCr", im.size)  # decode to YCbCr directly: no colour round trip
+        luma = np.asarray(im.convert("YCbCr") if im.mode != "YCbCr" else im)
+        luma = luma[..., 0] if luma.ndim == 3 else luma
+    h, w = (luma.shape[0] // 8) * 8, (luma.shape[1] // 8) * 8
+    blocks = luma[:h, :w].astype(np.float64) - 128
+    blocks = blocks.reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3).reshape(-1, 8, 8)
+    if len(blocks) > MAX_BLOCKS:
+        blocks = blocks[:: len(blocks) // MAX_BLOCKS + 1]
+    coefficients = DCT @ blocks @ DCT.T
+    return np.rint(coefficients / table).astype(np.int32)
+
+
+def double_quantisation(coefficients: np.ndarray, max_bin: int = 20) -> float:
+    """How far the coefficient histograms are from the smooth, decreasing shape a single
+    compression leaves: 0 for a perfectly monotone histogram, larger when bins are periodically
+    emptied or piled up, which is what quantising twice with different steps does.
+
+    For each low-frequency position, the histogram of |k| for k = 1..max_bin is compared with
+    its own running minimum from the left: mass above that envelope can only come from bins
+    that rise again after falling. The result is the count-weighted share of such mass."""
+    excess = total = 0.0
+    for r, c in POSITIONS:
+        values = np.abs(coefficients[:, r, c])
+        hist = np.bincount(values[(values >= 1) & (values <= max_bin)], minlength=max_bin + 1)[1:]
+        if hist.sum() < 200:  # too few non-zero coefficients to judge a shape
+            continue
+        envelope = np.minimum.accumulate(hist)
+        excess += float((hist - envelope).sum())
+        total += float(hist.sum())
+    return excess / total if total else 0.0
