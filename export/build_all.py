@@ -2,18 +2,20 @@
 
     python -m export.build_all
 
-Deterministic seeds; about 25 minutes for the ELA-CNN and 10 for the two Meso networks on
-2 CPU cores. Results can differ in the last digits between machines (TensorFlow's CPU kernels).
+Deterministic seeds; about 25 minutes for the ELA-CNN, 10 for the two Meso networks and 3 for
+the ELA-PatchNet on 2 CPU cores. Results can differ in the last digits between machines
+(TensorFlow's CPU kernels). The metadata detector has no model; its numbers are printed too.
 """
 
-from export import evaluate_models, train_ela_cnn, train_meso
+from export import evaluate_models, train_ela_cnn, train_meso, train_patchnet
 
 
 def main() -> None:
     train_ela_cnn.main([])
     train_meso.main([])
-    evaluate_models.main(["ela-cnn"])
-    evaluate_models.main(["mesonet"])
+    train_patchnet.main([])
+    for name in ("ela-cnn", "mesonet", "ela-patchnet", "metadata"):
+        evaluate_models.main([name])
 
 
 if __name__ == "__main__":

@@ -6,6 +6,11 @@ import hashlib
 import re
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
+from scanner.imaging import decode
+
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 VALIDATION_SHARE = 0.2
 
@@ -73,6 +78,16 @@ def casia(root: Path = DATA / "casia1") -> list[dict]:
                 }
             )
     return items
+
+
+def casia_image(item: dict) -> tuple[Image.Image, np.ndarray | None]:
+    """A CASIA item decoded as the scanner decodes it, and its mask (1.0 tampered) at the
+    image's size, or None for an authentic photo or a tampered one without a mask."""
+    rgb, _ = decode(Path(item["path"]).read_bytes())
+    if item["mask"] is None:
+        return rgb, None
+    mask = Image.open(item["mask"]).convert("L").resize(rgb.size, Image.Resampling.NEAREST)
+    return rgb, (np.asarray(mask) > 127).astype(np.float32)
 
 
 def faces(names: tuple[str, ...] = ("faces_ciplab", "faces_stylegan2")) -> list[dict]:

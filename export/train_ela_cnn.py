@@ -40,14 +40,6 @@ CELL = 8
 OUT = Path(__file__).resolve().parent.parent / "plugins" / "ela_cnn"
 
 
-def load(item: dict) -> tuple[Image.Image, np.ndarray | None]:
-    rgb, _ = decode(Path(item["path"]).read_bytes())
-    if item["mask"] is None:
-        return rgb, None
-    mask = Image.open(item["mask"]).convert("L").resize(rgb.size, Image.Resampling.NEAREST)
-    return rgb, (np.asarray(mask) > 127).astype(np.float32)
-
-
 def augment(rgb, mask, rng, resave_all: bool = False):
     """`resave_all`: every image re-saved at q75-95, so its last JPEG quality is no cue."""
     if rng.random() < 0.3:
@@ -71,7 +63,7 @@ FULL = (384, 256)  # every CASIA v1 image is 384x256 or 256x384
 def whole(item: dict, seed: int, resave_all: bool = False):
     """(input, cell targets, label) for the whole image, landscape, at CASIA's size."""
     rng = np.random.default_rng(seed)
-    rgb, mask = augment(*load(item), rng, resave_all)
+    rgb, mask = augment(*data.casia_image(item), rng, resave_all)
     m = mask if mask is not None else np.zeros((rgb.height, rgb.width), np.float32)
     if rgb.height > rgb.width:
         rgb, m = rgb.transpose(Image.Transpose.ROTATE_90), np.rot90(m).copy()
