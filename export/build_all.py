@@ -2,19 +2,21 @@
 
     python -m export.build_all
 
-Deterministic seeds; about 25 minutes for the ELA-CNN, 10 for the two Meso networks and 3 for
-the ELA-PatchNet on 2 CPU cores. Results can differ in the last digits between machines
-(TensorFlow's CPU kernels). The metadata detector has no model; its numbers are printed too.
+Deterministic seeds; about 25 minutes for the ELA-CNN, 10 for the two Meso networks, 3 for
+the ELA-PatchNet and 1 for the GAN spectrum model on 2 CPU cores. Results can differ in the
+last digits between machines (TensorFlow's CPU kernels). The metadata detector has no model;
+its numbers are printed too.
 """
 
-from export import evaluate_models, train_ela_cnn, train_meso, train_patchnet
+from export import evaluate_models, train_ela_cnn, train_meso, train_patchnet, train_spectrum
 
 
 def main() -> None:
     train_ela_cnn.main([])
     train_meso.main([])
     train_patchnet.main([])
-    for name in ("ela-cnn", "mesonet", "ela-patchnet", "metadata"):
+    train_spectrum.main([])
+    for name in ("ela-cnn", "mesonet", "ela-patchnet", "gan-spectrum", "metadata"):
         evaluate_models.main([name])
 
 

@@ -101,3 +101,15 @@ def faces(names: tuple[str, ...] = ("faces_ciplab", "faces_stylegan2")) -> list[
                 split = "validation" if in_validation(key) else "train"
                 items.append({"path": str(path), "label": label, "set": name, "split": split})
     return items
+
+
+def gan(root: Path = DATA / "gan_cnndetection") -> list[dict]:
+    """CNNDetection images: path, label (1 generated), family (the generator, from the file
+    name `<id>_<family>_<real|fake>.jpg`), split (by file name hash)."""
+    items = []
+    for path in sorted(root.glob("*/*.jpg")):
+        family = path.stem.split("_")[1]
+        split = "validation" if in_validation(f"gan/{path.name}") else "train"
+        label = int(path.parent.name == "fake")
+        items.append({"path": str(path), "label": label, "family": family, "split": split})
+    return items

@@ -3,6 +3,7 @@
     python -m export.evaluate_models ela-cnn   # CASIA v1: as-is, re-compressed, pixel F1
     python -m export.evaluate_models ela-patchnet  # the same for the cross-entropy network
     python -m export.evaluate_models mesonet   # face sets: crops, face finding, authors' weights
+    python -m export.evaluate_models gan-spectrum  # StyleGAN2 faces, CNNDetection families
     python -m export.evaluate_models metadata  # every data set; double-compression calibration
 
 Images go through scanner.evaluate, i.e. the same pipeline and detector code as `scanner scan`.
@@ -255,9 +256,39 @@ def double_compression(n: int = 120) -> None:
     )
 
 
+def gan_spectrum() -> None:
+    from scanner_plugins.gan_spectrum import GanSpectrum
+
+    detector = GanSpectrum()
+    detector.load()
+    faces = [i for i in data.faces(("faces_stylegan2",)) if i["split"] == "validation"]
+    gan = [i for i in data.gan() if i["split"] == "validation"]
+    print(f"Validation splits, threshold {detector.threshold:.3f}\n\n{HEADER}")
+    for name, rows in (("faces_stylegan2", faces), ("gan_cnndetection", gan)):
+        m = evaluate([(i["path"], i["label"]) for i in rows], [detector])[detector.name]
+        print(row(name, m))
+    print("\ngan_cnndetection validation images per family (too few for an AUC each):")
+    for family in sorted({i["family"] for i in gan}):
+        pairs = scored([(i["path"], i["label"]) for i in gan if i["family"] == family], detector)
+        fake = [s >= detector.threshold for s, y in pairs if y == 1]
+        real = [s < detector.threshold for s, y in pairs if y == 0]
+        print(f"- {family}: {sum(fake)}/{len(fake)} fakes and {sum(real)}/{len(real)} reals right")
+    for name, folder in (
+        ("casia1 authentic", "casia1/authentic"),
+        ("faces_ciplab real", "faces_ciplab/real"),
+    ):
+        pairs = scored(
+            [(str(p), 0) for p in sorted((data.DATA / folder).glob("*.jpg"))[:100]], detector
+        )
+        flagged = np.mean([s >= detector.threshold for s, _ in pairs])
+        print(f"Real {name} photos labelled fake: {flagged:.0%} of {len(pairs)}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", choices=["ela-cnn", "ela-patchnet", "mesonet", "metadata"])
+    parser.add_argument(
+        "model", choices=["ela-cnn", "ela-patchnet", "mesonet", "metadata", "gan-spectrum"]
+    )
     parser.add_argument(
         "--authors-weights",
         type=Path,
@@ -269,6 +300,8 @@ def main(argv=None) -> None:
         tampering(args.model)
     elif args.model == "metadata":
         metadata()
+    elif args.model == "gan-spectrum":
+        gan_spectrum()
     else:
         mesonet(args.authors_weights if args.authors_weights.is_dir() else None)
 

@@ -6,11 +6,15 @@ Any plugin, built-in or third-party, may use it; nothing here is private to the 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import onnxruntime as ort
+
+from scanner.detectors import Detector
 
 
 def _threads() -> int:
@@ -35,3 +39,19 @@ class OnnxModel:
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         """All outputs of the model for one input batch."""
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch)})
+
+
+class OnnxDetector(Detector):
+    """A Detector backed by `model.onnx` in `model_dir`, with a `model.json` beside it that
+    holds at least its `threshold` (chosen when the model was trained) and is kept as `meta`."""
+
+    model_dir: ClassVar[Path]
+
+    def load(self) -> None:
+        self.meta: dict[str, Any] = json.loads((self.model_dir / "model.json").read_text())
+        self.threshold = self.meta["threshold"]
+        self.model = OnnxModel(self.model_dir / "model.onnx")
+
+    @property
+    def model_hash(self) -> str:
+        return self.model.sha256

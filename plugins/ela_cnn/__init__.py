@@ -4,15 +4,14 @@ P(tampered) besides the image score."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from scanner.detectors import Detector, Result
+from scanner.detectors import Result
 from scanner.imaging import ela_difference
-from scanner.onnx import OnnxModel
+from scanner.onnx import OnnxDetector
 
 HERE = Path(__file__).parent
 ELA_QUALITY = 90
@@ -41,9 +40,10 @@ def network_input(rgb: Image.Image, difference: Image.Image | None = None) -> np
     return np.minimum(np.asarray(difference, dtype=np.float32) / FULL_SCALE, 1.0)
 
 
-class ElaCnn(Detector):
+class ElaCnn(OnnxDetector):
     name = "ela-cnn"
     version = "1.0.0"
+    model_dir = HERE
     needs = frozenset({"rgb", "ela"})
     threshold = 0.5  # replaced in load() by the one chosen on the training split (model.json)
     description = "Splicing / copy-move from the ELA image (CASIA v1). Heatmap per 8x8 cell."
@@ -51,14 +51,6 @@ class ElaCnn(Detector):
     # On CASIA it mostly learned JPEG history (MODEL_CARD.md), and it labels about half of the
     # real faces in the face sets as fake: run it only when asked for, with -d ela-cnn.
     enabled_by_default = False
-
-    def load(self) -> None:
-        self.threshold = json.loads((HERE / "model.json").read_text())["threshold"]
-        self.model = OnnxModel(HERE / "model.onnx")
-
-    @property
-    def model_hash(self) -> str:
-        return self.model.sha256
 
     def predict(self, batch):
         results = []

@@ -5,14 +5,13 @@ the patch scores are the heatmap. See MODEL_CARD.md."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from scanner.detectors import Detector, Result
-from scanner.onnx import OnnxModel
+from scanner.detectors import Result
+from scanner.onnx import OnnxDetector
 from scanner_plugins.ela_cnn import ELA_QUALITY, MAX_SIDE, network_input
 
 HERE = Path(__file__).parent
@@ -43,9 +42,10 @@ def aggregate(patch_scores: np.ndarray, how: str) -> float:
     return float(flat[: int(how.removeprefix("top"))].mean())
 
 
-class ElaPatchNet(Detector):
+class ElaPatchNet(OnnxDetector):
     name = "ela-patchnet"
     version = "1.0.0"
+    model_dir = HERE
     needs = frozenset({"rgb", "ela"})
     threshold = 0.5  # replaced in load() by the one chosen on the training split
     description = "The seed's cross-entropy net (NumPy-built) on 32x32 ELA patches; heatmap."
@@ -53,15 +53,6 @@ class ElaPatchNet(Detector):
     # As fragile as the ela-cnn once re-saved, and it flags every real faces_ciplab photo
     # (MODEL_CARD.md): run it only when asked for, with -d ela-patchnet.
     enabled_by_default = False
-
-    def load(self) -> None:
-        meta = json.loads((HERE / "model.json").read_text())
-        self.threshold, self.aggregation = meta["threshold"], meta["aggregation"]
-        self.model = OnnxModel(HERE / "model.onnx")
-
-    @property
-    def model_hash(self) -> str:
-        return self.model.sha256
 
     def score(self, grey: np.ndarray) -> np.ndarray:
         """P(tampered) per patch, (rows, cols)."""
@@ -81,10 +72,10 @@ class ElaPatchNet(Detector):
             heatmap = self.score(patch_input(sample.rgb, shared))
             results.append(
                 Result.from_score(
-                    aggregate(heatmap, self.aggregation),
+                    aggregate(heatmap, self.meta["aggregation"]),
                     self.threshold,
                     heatmap=heatmap,
-                    details={"patches": int(heatmap.size), "aggregation": self.aggregation},
+                    details={"patches": int(heatmap.size), "aggregation": self.meta["aggregation"]},
                 )
             )
         return results
