@@ -2,6 +2,7 @@
 
     python -m export.evaluate_models ela-cnn   # CASIA v1: as-is, re-compressed, pixel F1
     python -m export.evaluate_models ela-patchnet  # the same for the cross-entropy network
+    python -m export.evaluate_models srm-cnn       # the same for the noise-residual network
     python -m export.evaluate_models mesonet   # face sets: crops, face finding, authors' weights
     python -m export.evaluate_models gan-spectrum  # StyleGAN2 faces, CNNDetection families
     python -m export.evaluate_models metadata  # every data set; double-compression calibration
@@ -99,12 +100,16 @@ def pixel_f1(detector, items) -> tuple[float, float, int]:
     return float(np.mean(scores)), float(np.mean(everything)), len(scores)
 
 
-def tampering(name: str) -> None:
-    """A CASIA-trained detector: as-is, both classes re-saved, and its heatmap's pixel F1."""
+def tampering(name: str, model_dir: Path | None = None) -> None:
+    """A CASIA-trained detector: as-is, both classes re-saved, and its heatmap's pixel F1.
+    `model_dir`: a candidate's model.onnx and model.json instead of the shipped ones."""
     from scanner_plugins.ela_cnn import ElaCnn
     from scanner_plugins.ela_patchnet import ElaPatchNet
+    from scanner_plugins.srm_cnn import SrmCnn
 
-    detector = {"ela-cnn": ElaCnn, "ela-patchnet": ElaPatchNet}[name]()
+    detector = {"ela-cnn": ElaCnn, "ela-patchnet": ElaPatchNet, "srm-cnn": SrmCnn}[name]()
+    if model_dir:
+        detector.model_dir = model_dir
     detector.load()
     val = [i for i in data.casia() if i["split"] == "validation"]
     print(f"CASIA v1 validation split: {len(val)} images, threshold {detector.threshold:.3f}\n")
@@ -287,7 +292,8 @@ def gan_spectrum() -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "model", choices=["ela-cnn", "ela-patchnet", "mesonet", "metadata", "gan-spectrum"]
+        "model",
+        choices=["ela-cnn", "ela-patchnet", "srm-cnn", "mesonet", "metadata", "gan-spectrum"],
     )
     parser.add_argument(
         "--authors-weights",
@@ -295,9 +301,14 @@ def main(argv=None) -> None:
         default=data.DATA / "mesonet" / "weights",
         help="folder of the MesoNet authors' .h5 files to compare with",
     )
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        help="ela-cnn, ela-patchnet, srm-cnn: evaluate the model.onnx and model.json there",
+    )
     args = parser.parse_args(argv)
-    if args.model in ("ela-cnn", "ela-patchnet"):
-        tampering(args.model)
+    if args.model in ("ela-cnn", "ela-patchnet", "srm-cnn"):
+        tampering(args.model, args.model_dir)
     elif args.model == "metadata":
         metadata()
     elif args.model == "gan-spectrum":

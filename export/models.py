@@ -7,6 +7,7 @@ al. 2018); only the layer names are ours, so that weights are mapped by name, ne
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 MESO_SIDE = 256
@@ -106,15 +107,11 @@ def seed_ela_cnn(side: int = 128) -> keras.Model:
     return keras.Model(inputs, outputs, name="seed_ela_cnn")
 
 
-def ela_fcn(width: int = 32) -> keras.Model:
-    """The shipped ELA network: fully convolutional, any image size.
-
-    Input: ELA image / 255, (N, H, W, 3). Outputs: `heatmap`, P(tampered) for each 8x8 cell,
-    (N, ceil(H/8), ceil(W/8), 1); and `score`, the image's P(tampered), from the most
-    suspicious cell through a learned affine calibration. About 300k parameters.
-    """
-    inputs = keras.Input((None, None, 3), name="input")
-    x = inputs
+def _fcn(inputs, x, width: int, name: str) -> keras.Model:
+    """The tampering FCN body shared by the ELA and SRM networks: 3 stages of 2x (3x3 conv,
+    batch norm, ReLU) + 2x2 max-pool, a 3x3 conv, a 1x1 conv to one logit per 8x8 cell.
+    Outputs `score` (the image's P(tampered), from the most suspicious cell through a learned
+    affine calibration) and `heatmap` (P(tampered) per 8x8 cell, (N, ceil(H/8), ceil(W/8), 1))."""
     for stage, filters in enumerate((width, width * 2, width * 4), start=1):
         for i in (1, 2):
             x = layers.Conv2D(filters, 3, padding="same", name=f"s{stage}_conv{i}")(x)
@@ -126,4 +123,44 @@ def ela_fcn(width: int = 32) -> keras.Model:
     heatmap = layers.Activation("sigmoid", name="heatmap")(logits)
     top = layers.GlobalMaxPooling2D(name="max_cell")(logits)
     score = layers.Dense(1, activation="sigmoid", name="score")(top)
-    return keras.Model(inputs, [score, heatmap], name="ela_fcn")
+    return keras.Model(inputs, [score, heatmap], name=name)
+
+
+def ela_fcn(width: int = 32) -> keras.Model:
+    """The shipped ELA network: fully convolutional, any image size. Input: the ELA input of
+    scanner_plugins.ela_cnn.network_input, (N, H, W, 3)."""
+    inputs = keras.Input((None, None, 3), name="input")
+    return _fcn(inputs, inputs, width, "ela_fcn")
+
+
+# The three 5x5 high-pass kernels of the spatial rich model (Fridrich and Kodovsky 2012) as used
+# by Zhou et al. 2018 for manipulation detection: they remove the content and keep the noise.
+SRM_KERNELS = np.array(
+    [
+        [[0, 0, 0, 0, 0], [0, -1, 2, -1, 0], [0, 2, -4, 2, 0], [0, -1, 2, -1, 0], [0, 0, 0, 0, 0]],
+        [[-1, 2, -2, 2, -1], [2, -6, 8, -6, 2], [-2, 8, -12, 8, -2], [2, -6, 8, -6, 2],
+         [-1, 2, -2, 2, -1]],
+        [[0, 0, 0, 0, 0], [0, 0, 0, 0, 0], [0, 1, -2, 1, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]],
+    ],
+    dtype=np.float32,
+) / np.array([4, 12, 2], dtype=np.float32)[:, None, None]  # fmt: skip
+SRM_TRUNCATION = 3.0  # residuals beyond +-3 grey levels are edges, not noise
+
+
+def srm_fcn(width: int = 16) -> keras.Model:
+    """The noise-residual network: a fixed, untrained SRM layer (each of the 3 kernels on each
+    colour channel: 9 residual maps), truncated to +-3 and scaled to +-1, then the tampering FCN.
+    Input: RGB in 0..255, (N, H, W, 3)."""
+    kernel = np.zeros((5, 5, 3, 9), np.float32)
+    for k in range(3):
+        for c in range(3):
+            kernel[:, :, c, 3 * k + c] = SRM_KERNELS[k]
+    inputs = keras.Input((None, None, 3), name="input")
+    srm = layers.Conv2D(9, 5, padding="same", use_bias=False, trainable=False, name="srm")
+    x = srm(inputs)
+    srm.set_weights([kernel])
+    x = layers.Activation(
+        lambda r: keras.ops.clip(r, -SRM_TRUNCATION, SRM_TRUNCATION) / SRM_TRUNCATION,
+        name="truncate",
+    )(x)
+    return _fcn(inputs, x, width, "srm_fcn")

@@ -1,6 +1,9 @@
-"""Train the shipped ELA-CNN on CASIA v1's training split, export it to ONNX, check parity.
+"""Train a tampering FCN on CASIA v1's training split, export it to ONNX, check parity: the
+ELA-CNN (input: the ELA image), or with `--input srm` the SRM-CNN (input: RGB, through fixed
+noise-residual filters).
 
-    python -m export.train_ela_cnn   # writes plugins/ela_cnn/ model.onnx, weights.npz, model.json
+    python -m export.train_ela_cnn               # writes plugins/ela_cnn/: model.onnx, .npz, .json
+    python -m export.train_ela_cnn --input srm   # writes plugins/srm_cnn/
 
 How: whole images (rotated to landscape, 384x256), two losses. Each 8x8 cell is labelled by
 how much of it the ground-truth mask marks as tampered (binary cross-entropy, tampered cells
@@ -27,17 +30,22 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from export import data
-from export.models import ela_fcn
+from export import data, synthetic
+from export.models import ela_fcn, srm_fcn
 from export.onnx_export import check_parity, save_weights, to_onnx
 from export.training import best_threshold, jpeg_roundtrip
 from scanner.evaluate import roc_auc
 from scanner.imaging import decode
-from scanner_plugins.ela_cnn import network_input
+from scanner_plugins import ela_cnn, srm_cnn
 
 SEED = 20261124
 CELL = 8
-OUT = Path(__file__).resolve().parent.parent / "plugins" / "ela_cnn"
+PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
+# input name -> (network builder, the plugin's input function, where the plugin lives)
+KINDS = {
+    "ela": (ela_fcn, ela_cnn.network_input, PLUGINS / "ela_cnn"),
+    "srm": (srm_fcn, srm_cnn.network_input, PLUGINS / "srm_cnn"),
+}
 
 
 def augment(rgb, mask, rng, resave_all: bool = False):
@@ -60,32 +68,53 @@ def augment(rgb, mask, rng, resave_all: bool = False):
 FULL = (384, 256)  # every CASIA v1 image is 384x256 or 256x384
 
 
-def whole(item: dict, seed: int, resave_all: bool = False):
+def whole(item: dict, seed: int, resave_all: bool = False, kind: str = "ela"):
     """(input, cell targets, label) for the whole image, landscape, at CASIA's size."""
     rng = np.random.default_rng(seed)
     rgb, mask = augment(*data.casia_image(item), rng, resave_all)
+    return sample(rgb, mask, item["label"], kind)
+
+
+def sample(rgb: Image.Image, mask: np.ndarray | None, label: int, kind: str):
     m = mask if mask is not None else np.zeros((rgb.height, rgb.width), np.float32)
     if rgb.height > rgb.width:
         rgb, m = rgb.transpose(Image.Transpose.ROTATE_90), np.rot90(m).copy()
     if rgb.size != FULL:
         rgb = rgb.resize(FULL, Image.Resampling.BICUBIC)
         m = np.asarray(Image.fromarray(m).resize(FULL, Image.Resampling.NEAREST))
-    x = network_input(rgb)
+    x = KINDS[kind][1](rgb)
     cells = m.reshape(FULL[1] // CELL, CELL, FULL[0] // CELL, CELL).mean(axis=(1, 3))
-    return x[None], cells[None], np.array([float(item["label"])], np.float32)
+    return x[None], cells[None], np.array([float(label)], np.float32)
 
 
-def epoch_data(items: list[dict], epoch: int, pool, resave_all: bool) -> tuple[np.ndarray, ...]:
-    jobs = [(item, SEED * 1000 + epoch * 10_000 + i, resave_all) for i, item in enumerate(items)]
-    parts = pool.starmap(whole, jobs, chunksize=16)
+def spliced(host: dict, donor: dict, seed: int, kind: str):
+    """An authentic photo and a synthetic splice made from it, both saved at one final quality
+    (export/synthetic.py): two samples."""
+    rng = np.random.default_rng(seed)
+    authentic, tampered, mask = synthetic.splice_pair(
+        data.casia_image(host)[0], data.casia_image(donor)[0], rng
+    )
+    parts = [sample(authentic, None, 0, kind), sample(tampered, mask, 1, kind)]
     return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))
 
 
-def image_scores(model: keras.Model, items: list[dict]) -> np.ndarray:
+def epoch_data(items, epoch: int, pool, args) -> tuple[np.ndarray, ...]:
+    seeds = [SEED * 1000 + epoch * 10_000 + i for i in range(len(items))]
+    if args.synthetic:
+        donors = np.random.default_rng(seeds[0]).permutation(len(items))
+        jobs = [(h, items[d], s, args.input) for h, d, s in zip(items, donors, seeds, strict=True)]
+        parts = pool.starmap(spliced, jobs, chunksize=16)
+    else:
+        jobs = [(i, s, args.resave_all, args.input) for i, s in zip(items, seeds, strict=True)]
+        parts = pool.starmap(whole, jobs, chunksize=16)
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))
+
+
+def image_scores(model: keras.Model, items: list[dict], kind: str) -> np.ndarray:
     scores = []
     for item in items:
         rgb, _ = decode(Path(item["path"]).read_bytes())
-        score, _ = model(network_input(rgb)[None], training=False)
+        score, _ = model(KINDS[kind][1](rgb)[None], training=False)
         scores.append(float(score[0, 0]))
     return np.array(scores)
 
@@ -95,20 +124,31 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--input", choices=sorted(KINDS), default="ela")
+    parser.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="train on synthetic splices of the authentic training photos (export/synthetic.py)",
+    )
+    parser.add_argument("--out", type=Path, help="default: the plugin's folder")
     parser.add_argument(
         "--resave-all",
         action="store_true",
         help="re-save every training image at JPEG quality 75-95",
     )
     args = parser.parse_args(argv)
+    build, network_input, default_out = KINDS[args.input]
+    args.out = args.out or default_out
     keras.utils.set_random_seed(SEED)
     items = data.casia()
     train = [i for i in items if i["split"] == "train" and (i["label"] == 0 or i["mask"])]
-    print(f"training on {len(train)} images ({sum(i['label'] for i in train)} tampered)")
+    if args.synthetic:  # authentic photos only: each becomes an authentic and a spliced sample
+        train = [i for i in train if i["label"] == 0]
+    per_epoch = len(train) * (2 if args.synthetic else 1)
+    print(f"training on {per_epoch} samples per epoch from {len(train)} images")
 
-    model = ela_fcn(args.width)
-    steps = args.epochs * (len(train) // args.batch + 1)
+    model = build(args.width)
+    steps = args.epochs * (per_epoch // args.batch + 1)
     schedule = keras.optimizers.schedules.CosineDecay(2e-3, steps, alpha=0.05)
     optimizer = keras.optimizers.Adam(schedule)
     eps = 1e-6
@@ -132,7 +172,7 @@ def main(argv=None) -> None:
     with multiprocessing.get_context("fork").Pool(max(1, os.cpu_count() or 1)) as pool:
         for epoch in range(args.epochs):
             started = time.time()
-            x, cells, y = epoch_data(train, epoch, pool, args.resave_all)
+            x, cells, y = epoch_data(train, epoch, pool, args)
             order = np.random.default_rng(SEED + epoch).permutation(len(x))
             losses = []
             for start in range(0, len(order), args.batch):
@@ -145,14 +185,14 @@ def main(argv=None) -> None:
                 flush=True,
             )
             if (epoch + 1) % 5 == 0:  # watched, never used to pick a checkpoint
-                auc = roc_auc(image_scores(model, val), [i["label"] for i in val])
+                auc = roc_auc(image_scores(model, val, args.input), [i["label"] for i in val])
                 print(f"  validation ROC AUC (as-is) {auc:.3f}", flush=True)
     # Watched, not selected on: the number of epochs is fixed in advance.
-    val_scores = image_scores(model, val)
+    val_scores = image_scores(model, val, args.input)
     print(f"validation ROC AUC (as-is): {roc_auc(val_scores, [i['label'] for i in val]):.3f}")
 
     train_all = [i for i in items if i["split"] == "train"]
-    train_scores = image_scores(model, train_all)
+    train_scores = image_scores(model, train_all, args.input)
     threshold = best_threshold(train_scores, np.array([i["label"] for i in train_all]))
     args.out.mkdir(parents=True, exist_ok=True)
     save_weights(model, args.out / "weights.npz")
@@ -162,6 +202,8 @@ def main(argv=None) -> None:
     worst = check_parity(model, onnx, np.stack(same))
     meta = {
         "threshold": threshold,
+        "input": args.input,
+        "training_data": "synthetic splices" if args.synthetic else "casia1",
         "width": args.width,
         "epochs": args.epochs,
         "seed": SEED,

@@ -1,6 +1,7 @@
 """Keras vs ONNX parity for every shipped model, and the MesoNet authors' weights converted and
 run through the scanner. Needs the `export` extra (TensorFlow) and ../shared/data."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -25,14 +26,16 @@ pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"needs the shared dat
 REFERENCE = sorted(str(p) for p in (DATA / "mesonet" / "test_images").glob("*/*.jpg"))
 
 
-def test_ela_cnn_onnx_matches_keras_on_real_images():
-    from scanner_plugins.ela_cnn import network_input
-
-    width = json.loads((PLUGINS / "ela_cnn" / "model.json").read_text())["width"]
-    model = load_weights(models.ela_fcn(width), PLUGINS / "ela_cnn" / "weights.npz")
-    onnx = (PLUGINS / "ela_cnn" / "model.onnx").read_bytes()
+@pytest.mark.parametrize(
+    "folder, build", [("ela_cnn", models.ela_fcn), ("srm_cnn", models.srm_fcn)]
+)
+def test_tampering_fcn_onnx_matches_keras_on_real_images(folder, build):
+    plugin = importlib.import_module(f"scanner_plugins.{folder}")
+    width = json.loads((PLUGINS / folder / "model.json").read_text())["width"]
+    model = load_weights(build(width), PLUGINS / folder / "weights.npz")
+    onnx = (PLUGINS / folder / "model.onnx").read_bytes()
     images = [i for i in casia() if i["split"] == "validation"][:6]
-    inputs = [network_input(decode(Path(i["path"]).read_bytes())[0]) for i in images]
+    inputs = [plugin.network_input(decode(Path(i["path"]).read_bytes())[0]) for i in images]
     for shape in {x.shape for x in inputs}:
         worst = check_parity(model, onnx, np.stack([x for x in inputs if x.shape == shape]))
         assert worst <= PARITY_TOLERANCE
