@@ -12,7 +12,8 @@ from export import evaluate_models, train_ela_cnn, train_meso, train_patchnet, t
 
 
 def main() -> None:
-    train_ela_cnn.main([])
+    train_ela_cnn.main(["--synthetic"])
+    train_ela_cnn.main(["--input", "srm"])
     train_meso.main([])
     train_patchnet.main([])
     train_spectrum.main([])

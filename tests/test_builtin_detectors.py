@@ -16,6 +16,15 @@ from scanner.pipeline import Pipeline, iter_files
 from scanner.store import Database, tables
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+BUILTINS = [
+    "ela-cnn",
+    "ela-patchnet",
+    "gan-spectrum",
+    "meso4",
+    "mesoinception4",
+    "metadata",
+    "srm-cnn",
+]
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"needs the shared data at {DATA}")
 
 
@@ -34,17 +43,21 @@ def detectors():
     return {name: p.detector for name, p in plugins.items()}
 
 
-def test_builtins_are_registered_like_third_party_plugins(detectors):
-    info = {p.name: p.describe() for p in discover(["ela-cnn", "meso4", "mesoinception4"])}
+def test_builtins_are_registered_like_third_party_plugins():
+    info = {p.name: p.describe() for p in discover(BUILTINS)}
+    assert set(info) == set(BUILTINS)
     assert {i["package"].split()[0] for i in info.values()} == {"scanner"}
-    assert all(len(i["model_hash"]) == 64 for i in info.values())
+    assert all(len(i["model_hash"]) == 64 for n, i in info.items() if n != "metadata")
+    # The weak ones run only when named (their model cards say why).
+    off = {n for n, i in info.items() if i["default"] == "off"}
+    assert off == {"ela-cnn", "ela-patchnet", "gan-spectrum", "srm-cnn"}
 
 
 def test_ela_cnn_separates_casia_validation_images(detectors):
     val = [i for i in data.casia() if i["split"] == "validation"]
     metrics = evaluate(sample(val, 40), [detectors["ela-cnn"]])["ela-cnn"]
     assert metrics.n_fake == metrics.n_real == 40
-    assert metrics.roc_auc >= 0.70, metrics  # 0.95 on this sample, 0.80 on all 240
+    assert metrics.roc_auc >= 0.70, metrics  # 0.88 on this sample, 0.70 on all 240
 
 
 @pytest.mark.parametrize("name", ["meso4", "mesoinception4"])
@@ -77,7 +90,7 @@ def test_a_scan_of_a_mixed_folder_stores_verdicts_from_the_builtins(tmp_path):
         *sorted((DATA / "faces_ciplab" / "fake").glob("*.jpg"))[:3],
     ]:
         (folder / source.name).write_bytes(source.read_bytes())
-    plugins = discover(["ela-cnn", "meso4", "mesoinception4"])
+    plugins = discover(BUILTINS)
     db = Database(f"sqlite:///{tmp_path / 'mixed.db'}")
     stats = Pipeline(db, [p.detector for p in plugins], Settings()).scan(iter_files([folder]))
     assert stats.scanned == 6 and stats.detector_errors == 0
@@ -86,9 +99,9 @@ def test_a_scan_of_a_mixed_folder_stores_verdicts_from_the_builtins(tmp_path):
     by_detector = {}
     for v in verdicts:
         by_detector.setdefault(v.detector, []).append(v)
-    assert {name: len(v) for name, v in by_detector.items()} == {
-        "ela-cnn": 6,
-        "meso4": 6,
-        "mesoinception4": 6,
-    }
-    assert all(v.heatmap_png for v in by_detector["ela-cnn"])
+    assert {name: len(v) for name, v in by_detector.items()} == {name: 6 for name in BUILTINS}
+    for name in ("ela-cnn", "ela-patchnet", "srm-cnn"):
+        assert all(v.heatmap_png for v in by_detector[name]), name
+    # CASIA's tampered files say Photoshop saved them; the ciplab files carry no metadata.
+    labels = sorted(v.label for v in by_detector["metadata"])
+    assert labels == ["fake"] * 3 + ["not-applicable"] * 3
