@@ -1,6 +1,6 @@
 """Scan throughput and memory, as ratios against floors measured in the same run.
 
-    python benchmarks/bench_scan.py [--images 200] [--side 1024]
+    python benchmarks/bench_scan.py [--images 200] [--side 1024] [--detectors]
 
 Floors (what any tool must pay at least):
 - decode floor: read each file and decode it to RGB with Pillow, nothing else;
@@ -8,7 +8,9 @@ Floors (what any tool must pay at least):
 Measured:
 - first scan (no detectors: decode + sha256 + ELA + PNG + database) / decode floor;
 - re-scan of the unchanged folder / stat floor, and its seconds per 1000 files;
-- peak resident memory of a process doing the first scan / of one doing the decode floor.
+- peak resident memory of a process doing the first scan / of one doing the decode floor;
+- with --detectors: a first scan with each installed detector alone / the bare first scan,
+  i.e. what that detector adds (on these synthetic photos, which have no faces).
 Each phase runs in a fresh process, so peak memory is its own. Absolute times vary between
 machines and runs; the ratios are what to compare.
 """
@@ -29,6 +31,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from scanner.config import Settings
+from scanner.detectors import discover
 from scanner.pipeline import Pipeline, iter_files
 from scanner.store import Database
 
@@ -47,39 +50,42 @@ def make_images(folder: Path, count: int, side: int) -> None:
         (folder / f"img{i:05d}.jpg").write_bytes(buffer.getvalue())
 
 
-def decode_floor(folder: str, _db: str) -> None:
+def decode_floor(folder: str, _db: str, _names=()) -> None:
     for path in iter_files([folder]):
         with open(path, "rb") as handle:
             Image.open(io.BytesIO(handle.read())).convert("RGB").load()
 
 
-def stat_floor(folder: str, _db: str) -> None:
+def stat_floor(folder: str, _db: str, _names=()) -> None:
     for path in iter_files([folder]):
         os.stat(path)
 
 
-def scan(folder: str, db: str) -> None:
-    Pipeline(Database(db), [], Settings()).scan(iter_files([folder]))
+def scan(folder: str, db: str, detectors=()) -> None:
+    Pipeline(Database(db), list(detectors), Settings()).scan(iter_files([folder]))
 
 
-def _phase(fn, folder: str, db: str) -> tuple[float, int]:
-    Database(db).close()  # imports and migrations are not what is measured
+def _phase(fn, folder: str, db: str, names=()) -> tuple[float, int]:
+    Database(db).close()  # imports, migrations and model loading are not what is measured
+    detectors = [p.detector for p in discover(list(names))] if names else []
     started = time.perf_counter()
-    fn(folder, db)
+    fn(folder, db, detectors)
     seconds = time.perf_counter() - started
     return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def measure(fn, folder: str, db: str) -> tuple[float, int]:
+def measure(fn, folder: str, db: str, names=()) -> tuple[float, int]:
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_phase, (fn, folder, db))
+        return pool.apply(_phase, (fn, folder, db, tuple(names)))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--side", type=int, default=1024)
+    parser.add_argument("--detectors", action="store_true", help="also time each detector")
     args = parser.parse_args()
+    costs = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"
         folder.mkdir()
@@ -90,6 +96,14 @@ def main() -> None:
         scan_s, scan_rss = measure(scan, str(folder), db)
         stat_s, _ = measure(stat_floor, str(folder), floor_db)
         rescan_s, _ = measure(scan, str(folder), db)
+        installed = [p for p in discover() if p.loaded] if args.detectors else []
+        for plugin in installed:
+            db_one = f"sqlite:///{tmp}/{plugin.name}.db"
+            costs[plugin.name] = measure(scan, str(folder), db_one, [plugin.name])[0]
+        if installed:  # what `scanner scan` runs when no --detector is named
+            default = [p.name for p in installed if p.detector.enabled_by_default]
+            db_all = f"sqlite:///{tmp}/default.db"
+            costs["the default set"] = measure(scan, str(folder), db_all, default)[0]
 
     n = args.images
     print(f"{n} JPEGs of {args.side}x{args.side * 3 // 4}, python {sys.version.split()[0]}")
@@ -105,6 +119,8 @@ def main() -> None:
         f"peak RSS scan / decode floor:    {scan_rss / floor_rss:6.2f}x  "
         f"({scan_rss / 2**20:.0f} vs {floor_rss / 2**20:.0f} MiB)"
     )
+    for name, seconds in costs.items():
+        print(f"scan with {name:<22} / bare scan: {seconds / scan_s:6.2f}x")
 
 
 if __name__ == "__main__":
