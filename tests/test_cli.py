@@ -83,6 +83,20 @@ def test_show_prints_verdicts_and_writes_the_ela_png(cli, image_dir, tmp_path):
     assert os.path.exists(tmp_path / report["written"][0])
 
 
+def test_show_lists_the_metadata_findings(cli, tmp_path):
+    from conftest import jpeg_bytes, photo
+
+    exif = Image.Exif()
+    exif[0x0131] = "Adobe Photoshop 2025"
+    folder = tmp_path / "edited"
+    folder.mkdir()
+    (folder / "edited.jpg").write_bytes(jpeg_bytes(photo(3), 90, exif=exif))
+    cli("scan", folder, "-d", "metadata")
+    out = cli("show", folder / "edited.jpg").stdout
+    assert "metadata:\n  editing-software (0.4): saved by a retouching program" in out
+    assert "jpeg-quality (0.0): estimated JPEG quality 90" in out
+
+
 def test_detectors_lists_loaded_and_failed(cli):
     rows = {r["name"]: r for r in json.loads(cli("detectors", "--format", "json").stdout)}
     assert rows["test-red"]["status"] == "loaded" and rows["test-red"]["version"] == "1"

@@ -136,8 +136,28 @@ def show(
         Format.table,
         ["detector", "label", "score", "threshold", "reason", "detector_version", "seconds"],
     )
+    for verdict in report["verdicts"]:
+        if verdict["details"]:
+            typer.echo(f"{verdict['detector']}:")
+            for line in _detail_lines(verdict["details"]):
+                typer.echo(f"  {line}")
     for name in written:
         typer.echo(f"wrote {name}")
+
+
+def _detail_lines(details: dict) -> list[str]:
+    """A verdict's details for people: rule findings (the metadata detector's, or any plugin's
+    that uses the same shape) one per line, strongest first; other keys as compact JSON."""
+    lines = []
+    findings = details.get("findings")
+    if isinstance(findings, list) and all(isinstance(f, dict) for f in findings):
+        for f in sorted(findings, key=lambda f: -float(f.get("weight") or 0)):
+            lines.append(f"{f.get('rule')} ({f.get('weight')}): {f.get('message')}")
+    for key, value in details.items():
+        if key != "findings" or not lines:
+            text = json.dumps(value, default=str)
+            lines.append(f"{key}: {text if len(text) <= 200 else text[:197] + '...'}")
+    return lines
 
 
 @app.command()
