@@ -36,8 +36,9 @@ def reference_profile(grey: np.ndarray) -> np.ndarray:
 
 def build(classifier: dict[str, np.ndarray] | None = None, opset: int = 17):
     """The ONNX model. Input `grey` (N, 256, 256) float32 in 0..255. Outputs `profile`
-    (N, 128), and with a `classifier` (mean, scale, weights, bias of a logistic regression on
-    the standardised profile) also `score` (N, 1) = P(generated)."""
+    (N, 128), and with a `classifier` (the profile's `mean` and `scale` for standardising, and
+    `layers`, a list of (weights, bias) with ReLU between them: one layer is a logistic
+    regression, two a small dense network) also `score` (N, 1) = P(generated)."""
     from onnx import TensorProto, helper, numpy_helper
 
     rings = ring_index()
@@ -79,15 +80,25 @@ def build(classifier: dict[str, np.ndarray] | None = None, opset: int = 17):
     ]
     outputs = [helper.make_tensor_value_info("profile", TensorProto.FLOAT, ["N", RINGS])]
     if classifier is not None:
-        for key in ("mean", "scale", "weights", "bias"):
+        for key in ("mean", "scale"):
             inits.append(numpy_helper.from_array(classifier[key].astype(np.float32), key))
         nodes += [
             node("Sub", ["profile", "mean"], ["centred"]),
-            node("Div", ["centred", "scale"], ["standard"]),
-            node("MatMul", ["standard", "weights"], ["logit_w"]),
-            node("Add", ["logit_w", "bias"], ["logit"]),
-            node("Sigmoid", ["logit"], ["score"]),
+            node("Div", ["centred", "scale"], ["layer0"]),
         ]
+        layers = classifier["layers"]
+        for i, (weights, bias) in enumerate(layers):
+            w, b = f"weights{i}", f"bias{i}"
+            inits.append(numpy_helper.from_array(weights.astype(np.float32), w))
+            inits.append(numpy_helper.from_array(bias.astype(np.float32), b))
+            last = i == len(layers) - 1
+            nodes += [
+                node("MatMul", [f"layer{i}", w], [f"product{i}"]),
+                node("Add", [f"product{i}", b], ["logit" if last else f"linear{i}"]),
+            ]
+            if not last:
+                nodes.append(node("Relu", [f"linear{i}"], [f"layer{i + 1}"]))
+        nodes.append(node("Sigmoid", ["logit"], ["score"]))
         outputs.insert(0, helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N", 1]))
     graph = helper.make_graph(
         nodes,
@@ -111,4 +122,33 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 30
         p = 1 / (1 + np.exp(-(z @ w + b)))
         w -= 0.5 * (z.T @ (p - y) / len(y) + l2 * w)
         b -= 0.5 * float((p - y).mean())
-    return {"mean": mean, "scale": scale, "weights": w[:, None], "bias": np.array([b])}
+    return {"mean": mean, "scale": scale, "layers": [(w[:, None], np.array([b]))]}
+
+
+def fit_dense(x, y, hidden: int, l2: float = 1e-3, steps: int = 300, seed: int = 0):
+    """A small dense network (standardised profile -> `hidden` ReLU units -> sigmoid), trained
+    by full-batch gradient descent on cross-entropy with L2; seeded initialisation."""
+    rng = np.random.default_rng(seed)
+    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+    z = (x - mean) / scale
+    w1 = rng.normal(0, 1 / np.sqrt(z.shape[1]), (z.shape[1], hidden))
+    b1, w2, b2 = np.zeros(hidden), rng.normal(0, 1 / np.sqrt(hidden), hidden), 0.0
+    for _ in range(steps):
+        h = np.maximum(z @ w1 + b1, 0)
+        g = (1 / (1 + np.exp(-(h @ w2 + b2))) - y) / len(y)
+        g_h = np.outer(g, w2) * (h > 0)
+        w2 -= 0.5 * (h.T @ g + l2 * w2)
+        b2 -= 0.5 * float(g.sum())
+        w1 -= 0.5 * (z.T @ g_h + l2 * w1)
+        b1 -= 0.5 * g_h.sum(axis=0)
+    return {"mean": mean, "scale": scale, "layers": [(w1, b1), (w2[:, None], np.array([b2]))]}
+
+
+def predict(classifier: dict, x: np.ndarray) -> np.ndarray:
+    """P(generated) for profiles `x`, in NumPy (the ONNX graph computes the same)."""
+    h = (x - classifier["mean"]) / classifier["scale"]
+    for i, (weights, bias) in enumerate(classifier["layers"]):
+        h = h @ weights + bias
+        if i < len(classifier["layers"]) - 1:
+            h = np.maximum(h, 0)
+    return 1 / (1 + np.exp(-h[:, 0]))

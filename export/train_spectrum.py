@@ -42,15 +42,17 @@ def first_output(model: OnnxModel, rows: list[dict]) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def cross_validated(x: np.ndarray, rows: list[dict], folds: int = 5) -> dict[str, float]:
+def fit(x: np.ndarray, y: np.ndarray, hidden: int) -> dict:
+    return spectrum.fit_dense(x, y, hidden, L2) if hidden else spectrum.fit_logistic(x, y, L2)
+
+
+def cross_validated(x, rows: list[dict], hidden: int, folds: int = 5) -> dict[str, float]:
     """Out-of-fold ROC AUC per family (folds by a fixed permutation)."""
     y = np.array([r["label"] for r in rows])
     fold = np.random.default_rng(0).permutation(np.arange(len(rows)) % folds)
     oof = np.zeros(len(rows))
     for k in range(folds):
-        fitted = spectrum.fit_logistic(x[fold != k], y[fold != k], L2)
-        z = (x[fold == k] - fitted["mean"]) / fitted["scale"]
-        oof[fold == k] = 1 / (1 + np.exp(-(z @ fitted["weights"][:, 0] + fitted["bias"][0])))
+        oof[fold == k] = spectrum.predict(fit(x[fold != k], y[fold != k], hidden), x[fold == k])
     families = np.array([r["family"] for r in rows])
     gan = families != "faces_stylegan2"
     out = {f: roc_auc(oof[families == f], y[families == f]) for f in sorted(set(families))}
@@ -61,6 +63,12 @@ def cross_validated(x: np.ndarray, rows: list[dict], folds: int = 5) -> dict[str
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--hidden",
+        type=int,
+        default=64,
+        help="ReLU units of the small dense network (default 64); 0: logistic regression",
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = items()
@@ -68,19 +76,24 @@ def main(argv=None) -> None:
     x = first_output(OnnxModel(args.out / "profile.onnx"), rows)
     (args.out / "profile.onnx").unlink()
     print("5-fold out-of-fold ROC AUC of the recipe, per family:")
-    for family, auc in cross_validated(x, rows).items():
+    for family, auc in cross_validated(x, rows, args.hidden).items():
         n = sum(r["family"] == family for r in rows) if "pooled" not in family else ""
         print(f"  {family} {n}: {auc:.3f}")
 
     train = np.array([r["split"] == "train" for r in rows])
     y = np.array([r["label"] for r in rows])
-    classifier = spectrum.fit_logistic(x[train], y[train], L2)
+    classifier = fit(x[train], y[train], args.hidden)
     model = spectrum.build(classifier)
     (args.out / "model.onnx").write_bytes(model.SerializeToString())
     train_rows = [r for r, t in zip(rows, train, strict=True) if t]
     train_scores = first_output(OnnxModel(args.out / "model.onnx"), train_rows)[:, 0]
     threshold = best_threshold(train_scores, y[train])
-    meta = {"threshold": threshold, "l2": L2, "train_images": int(train.sum())}
+    meta = {
+        "threshold": threshold,
+        "classifier": f"dense, {args.hidden} ReLU units" if args.hidden else "logistic regression",
+        "l2": L2,
+        "train_images": int(train.sum()),
+    }
     (args.out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"wrote {args.out}: {int(train.sum())} training images, threshold {threshold:.3f}")
 

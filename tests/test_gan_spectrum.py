@@ -35,6 +35,25 @@ def test_onnx_profile_matches_numpy_fft(profile_model):
     assert np.abs(got - spectrum.reference_profile(grey)).max() <= 1e-4
 
 
+@pytest.mark.parametrize("hidden", [0, 8])
+def test_onnx_classifier_matches_numpy(tmp_path, hidden):
+    pytest.importorskip("onnx", reason="needs the onnx package (dev or export extra)")
+    rng = np.random.default_rng(1)
+    grey = (rng.random((12, 256, 256)) * 255).astype(np.float32)
+    grey[6:] = np.clip(np.cumsum(rng.normal(0, 2, (6, 256, 256)), axis=2) + 128, 0, 255)
+    profiles = spectrum.reference_profile(grey)
+    labels = np.r_[np.zeros(6), np.ones(6)]
+    fitted = (
+        spectrum.fit_dense(profiles, labels, hidden, steps=50)
+        if hidden
+        else spectrum.fit_logistic(profiles, labels, steps=50)
+    )
+    path = tmp_path / "model.onnx"
+    path.write_bytes(spectrum.build(fitted).SerializeToString())
+    score, profile = OnnxModel(path).run(grey)
+    assert np.abs(score[:, 0] - spectrum.predict(fitted, profiles)).max() <= 1e-4
+
+
 @pytest.mark.skipif(not data.DATA.is_dir(), reason=f"needs {data.DATA}")
 def test_onnx_profile_matches_numpy_on_real_images(profile_model):
     paths = [i["path"] for i in data.gan()[::60]]
