@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export import data, numpy_net
+from export import data, numpy_net, synthetic
 from export.training import best_threshold, jpeg_roundtrip
 from scanner.evaluate import roc_auc
 from scanner_plugins.ela_patchnet import PATCH, aggregate, patch_input, tiles
@@ -47,6 +47,21 @@ def patches(item: dict, seed: int) -> list[tuple[np.ndarray, np.ndarray, int]]:
     return out
 
 
+def spliced_patches(host: dict, donor: dict, seed: int) -> list[tuple]:
+    """The same, for an authentic photo and a synthetic splice of it (export/synthetic.py),
+    twice over with different pastes and final qualities."""
+    rng = np.random.default_rng(seed)
+    host_rgb, donor_rgb = data.casia_image(host)[0], data.casia_image(donor)[0]
+    out = []
+    for _ in range(2):
+        authentic, tampered, mask = synthetic.splice_pair(host_rgb, donor_rgb, rng)
+        for rgb, m, label in ((authentic, None, 0), (tampered, mask, 1)):
+            grid = tiles(patch_input(rgb))
+            coverage = tiles(m).mean(axis=(2, 3)) if m is not None else np.zeros(grid.shape[:2])
+            out.append((grid.reshape(-1, PATCH, PATCH), coverage.ravel(), label))
+    return out
+
+
 def image_scores(params, items: list[dict], how: str) -> np.ndarray:
     scores = []
     for item in items:
@@ -63,13 +78,26 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--rate", type=float, default=0.05)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="train on synthetic splices of the authentic training photos (export/synthetic.py)",
+    )
     args = parser.parse_args(argv)
     items = data.casia()
     train = [i for i in items if i["split"] == "train" and (i["label"] == 0 or i["mask"])]
     started = time.time()
     with multiprocessing.get_context("fork").Pool(max(1, os.cpu_count() or 1)) as pool:
-        jobs = [(item, SEED + i) for i, item in enumerate(train)]
-        parts = [v for versions in pool.starmap(patches, jobs, chunksize=8) for v in versions]
+        if args.synthetic:
+            hosts = [i for i in train if i["label"] == 0]
+            donors = np.random.default_rng(SEED).permutation(len(hosts))
+            jobs = [
+                (h, hosts[d], SEED + i) for i, (h, d) in enumerate(zip(hosts, donors, strict=True))
+            ]
+            found = pool.starmap(spliced_patches, jobs, chunksize=8)
+        else:
+            found = pool.starmap(patches, [(it, SEED + i) for i, it in enumerate(train)], 8)
+        parts = [v for versions in found for v in versions]
     x = np.concatenate([p[0] for p in parts]).astype(np.float32)
     coverage = np.concatenate([p[1] for p in parts])
     from_tampered = np.concatenate([np.full(len(p[1]), p[2]) for p in parts]).astype(bool)
