@@ -66,13 +66,18 @@ def quantisation_score(path: str) -> float:
     return float(np.mean(tables[0]))
 
 
+def judge(path: str, detector):
+    """(the detector's Result, the decoded image) for one file, without a database."""
+    data_bytes = Path(path).read_bytes()
+    rgb, fmt = decode(data_bytes)
+    return detector.predict([Sample(path, "", data_bytes, rgb, fmt)])[0], rgb
+
+
 def scored(items, detector) -> list[tuple[float, int]]:
     """(score, label) of each item the detector judged."""
     out = []
     for path, label in items:
-        data_bytes = Path(path).read_bytes()
-        rgb, fmt = decode(data_bytes)
-        result = detector.predict([Sample(path, "", data_bytes, rgb, fmt)])[0]
+        result, _ = judge(path, detector)
         if result.score is not None:
             out.append((result.score, label))
     return out
@@ -83,10 +88,8 @@ def pixel_f1(detector, items) -> tuple[float, float, int]:
     heatmap that marks every pixel (the floor any localisation must beat)."""
     scores, everything = [], []
     for item in items:
-        data_bytes = Path(item["path"]).read_bytes()
-        rgb, fmt = decode(data_bytes)
-        sample = Sample(item["path"], "", data_bytes, rgb, fmt)
-        heatmap = detector.predict([sample])[0].heatmap
+        result, rgb = judge(item["path"], detector)
+        heatmap = result.heatmap
         cell = int(np.ceil(rgb.height / heatmap.shape[0]))
         # A heatmap may cover less than the image (whole patches only): the rest is "clean".
         covered = np.kron(heatmap >= 0.5, np.ones((cell, cell)))[: rgb.height, : rgb.width]

@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 import numpy as np
 from PIL import ExifTags, Image
@@ -73,6 +74,11 @@ class Evidence:
         xmp = self.image.info.get("xmp") or self.image.info.get("XML:com.adobe.xmp") or b""
         self.xmp = (xmp.encode("utf-8", "replace") if isinstance(xmp, str) else xmp)[:MAX_XMP]
 
+    @cached_property
+    def quality(self) -> tuple[int, bool]:
+        """(estimated JPEG quality, tables are libjpeg's standard ones); JPEG files only."""
+        return jpeg.estimate_quality(self.image.quantization)
+
     def text(self, tag: int, ifd: int | None = None) -> str:
         value = (self.exif.get_ifd(ifd) if ifd else self.exif).get(tag)
         if isinstance(value, bytes):
@@ -124,7 +130,7 @@ def camera_data(ev: Evidence) -> Iterator[Finding]:
         # Most images on the web have had their EXIF stripped, so absence is not evidence.
         yield Finding("no-camera-data", 0.0, "no camera make or model in the metadata")
     elif ev.image.format == "JPEG":
-        quality, standard = jpeg.estimate_quality(ev.image.quantization)
+        quality, standard = ev.quality
         if standard:
             yield Finding(
                 "camera-with-software-tables",
@@ -200,7 +206,7 @@ DOUBLE_QUANTISATION = 0.25
 def jpeg_structure(ev: Evidence) -> Iterator[Finding]:
     if ev.image.format != "JPEG":
         return
-    quality, standard = jpeg.estimate_quality(ev.image.quantization)
+    quality, standard = ev.quality
     kind = "libjpeg standard tables" if standard else "custom tables"
     yield Finding("jpeg-quality", 0.0, f"estimated JPEG quality {quality} ({kind})")
     coefficients = jpeg.luma_coefficients(ev.data)
