@@ -5,10 +5,10 @@
 FROM python:3.11-slim
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY scanner ./scanner
 COPY plugins ./plugins
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir -c constraints.txt . \
     && useradd --create-home --uid 1000 scanner \
     && mkdir -p /incoming /data && chown scanner /data
 

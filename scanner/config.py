@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
-DEFAULT_DB = "sqlite:///scanner.db"
+import platformdirs
+
+
+def default_db_path() -> Path:
+    """scanner.db in the per-user data folder: $XDG_DATA_HOME/scanner (~/.local/share/scanner)
+    on Linux, ~/Library/Application Support/scanner on macOS, %LOCALAPPDATA%\\scanner on
+    Windows. Not the current folder: results should not depend on where a command ran."""
+    return Path(platformdirs.user_data_dir("scanner", appauthor=False)) / "scanner.db"
 
 
 def db_url(value: str | None = None) -> str:
-    """The database URL: the flag, else SCANNER_DB, else ./scanner.db.
+    """The database URL: the flag, else SCANNER_DB, else the per-user default_db_path().
 
     A bare file path is accepted and turned into a SQLite URL.
     """
-    url = value or os.environ.get("SCANNER_DB") or DEFAULT_DB
+    url = value or os.environ.get("SCANNER_DB") or f"sqlite:///{default_db_path()}"
     if "://" not in url:
-        url = f"sqlite:///{url}"
+        url = f"sqlite:///{Path(url).expanduser()}"
     return url
 
 
@@ -45,6 +53,8 @@ class Settings:
     workers: int = field(default_factory=lambda: _env_int("SCANNER_WORKERS", os.cpu_count() or 1))
     # Every input is a face crop: face detectors score the whole image instead of finding faces.
     face_crops: bool = field(default_factory=lambda: _env_int("SCANNER_FACE_CROPS", 0) == 1)
+    # Keep each image's ELA PNG in the database (the largest part of it: see the README).
+    store_ela: bool = field(default_factory=lambda: _env_int("SCANNER_STORE_ELA", 1) == 1)
 
     def __post_init__(self) -> None:
         if not 1 <= self.ela_quality <= 100:

@@ -11,6 +11,7 @@ and `MyDetector` subclasses `Detector`. Built-in detectors are registered the sa
 from __future__ import annotations
 
 import abc
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from scanner.config import Settings
 from scanner.imaging import Sample
 
 GROUP = "scanner.detectors"
@@ -76,6 +78,10 @@ class Detector(abc.ABC):
     # False for a detector too weak to run unasked (its model card says why): it then runs only
     # when named with --detector. None of its verdicts is lost: it simply is not run.
     enabled_by_default: ClassVar[bool] = True
+    # The scan settings (fields of scanner.config.Settings) whose value changes what this
+    # detector sees. None: derived from `needs` (faces -> face_crops, ela -> ela_quality). A
+    # detector that computes its own ELA at a fixed quality sets frozenset().
+    uses_settings: ClassVar[frozenset[str] | None] = None
 
     def load(self) -> None:  # noqa: B027 - optional hook; most detectors load a model here
         """Load models or other resources. Raise to mark the detector as failed."""
@@ -84,6 +90,20 @@ class Detector(abc.ABC):
     def model_hash(self) -> str | None:
         """SHA-256 of the model file this instance uses, if it has one."""
         return None
+
+    def options(self) -> dict[str, Any]:
+        """The detector's own options that change its scores (read from the environment, say).
+        Recorded with every verdict; a change re-runs the detector."""
+        return {}
+
+    def settings(self, scan: Any) -> dict[str, Any]:
+        """What a verdict depends on besides the version: the scan settings it uses (`scan` is
+        a scanner.config.Settings) and its options(). Stored with each verdict."""
+        used = self.uses_settings
+        if used is None:
+            used = {"face_crops"} if "faces" in self.needs else set()
+            used |= {"ela_quality"} if "ela" in self.needs else set()
+        return {name: getattr(scan, name) for name in sorted(used)} | self.options()
 
     @abc.abstractmethod
     def predict(self, batch: Sequence[Sample]) -> list[Result]:
@@ -135,7 +155,17 @@ def _instantiate(ep: EntryPoint) -> Detector:
     if unknown:
         raise ValueError(f"needs unknown views {sorted(unknown)}; known: {sorted(VIEWS)}")
     detector.load()
+    # Its settings are stored as JSON with every verdict: check them once, here.
+    settings = detector.settings(Settings())
+    if not isinstance(settings, dict):
+        raise TypeError(f"settings() returned {type(settings).__name__}, not a dict")
+    json.dumps(settings, sort_keys=True)
     return detector
+
+
+def installed_names() -> set[str]:
+    """The names of the installed detectors, without importing or loading any of them."""
+    return {ep.name for ep in entry_points(group=GROUP)}
 
 
 def discover(only: Sequence[str] | None = None) -> list[Plugin]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,24 +53,33 @@ def tpr_at_fpr(scores: Sequence[float], labels: Sequence[int], fpr: float = 0.05
 
 @dataclass
 class Metrics:
+    """A detector's metrics on the images it judged. A metric that needs a class with no images
+    is nan (printed as null): an accuracy over one class alone would say nothing."""
+
     n_fake: int
     n_real: int
     not_applicable_fake: int
     not_applicable_real: int
-    accuracy: float
+    accuracy: float  # at the detector's threshold; nan unless both classes were judged
+    tpr: float  # share of the fakes labelled fake at the threshold; nan with no fakes
+    fpr: float  # share of the reals labelled fake at the threshold; nan with no reals
     roc_auc: float
     tpr_at_5_fpr: float
 
     @classmethod
     def compute(cls, scores, labels, threshold: float, na_fake: int = 0, na_real: int = 0):
         scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=int)
-        accuracy = float(((scores >= threshold).astype(int) == labels).mean()) if len(labels) else 0
+        flagged = scores >= threshold
+        fakes, reals = labels == 1, labels == 0
+        both = fakes.any() and reals.any()
         return cls(
-            int(labels.sum()),
-            int((1 - labels).sum()),
+            int(fakes.sum()),
+            int(reals.sum()),
             na_fake,
             na_real,
-            accuracy,
+            float((flagged.astype(int) == labels).mean()) if both else float("nan"),
+            float(flagged[fakes].mean()) if fakes.any() else float("nan"),
+            float(flagged[reals].mean()) if reals.any() else float("nan"),
             roc_auc(scores, labels),
             tpr_at_fpr(scores, labels),
         )
@@ -95,14 +104,16 @@ def evaluate(
     detectors: Sequence[Detector],
     settings: Settings | None = None,
     db_url: str | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, Metrics]:
     """Scan `items` (path, label) into a database (a temporary one unless `db_url` is given),
-    then compute each detector's metrics from the stored verdicts."""
+    then compute each detector's metrics from the stored verdicts. `progress(n)` hears of
+    every n files done."""
     labels = {os.path.abspath(p): y for p, y in items}
     with tempfile.TemporaryDirectory() as tmp:
         db = Database(db_url or f"sqlite:///{tmp}/evaluate.db")
-        Pipeline(db, detectors, settings or Settings()).scan(sorted(labels))
-        rows = queries.results(db, queries.ResultFilter())
+        Pipeline(db, detectors, settings or Settings()).scan(sorted(labels), progress=progress)
+        rows = queries.verdicts(db, queries.ResultFilter())
         db.close()
     out = {}
     for det in detectors:

@@ -14,7 +14,11 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageChops, ImageOps, UnidentifiedImageError
+
+# HEIC/HEIF (what iPhones write) through libheif; Pillow reads AVIF itself.
+pillow_heif.register_heif_opener()
 
 # Formats we decode. MPO is what many cameras write: a JPEG with extra frames.
 SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -26,21 +30,55 @@ SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"MM\x00*", "TIFF"),
     (b"BM", "BMP"),
 )
-ALLOWED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "TIFF", "BMP", "WEBP"})
+ALLOWED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "TIFF", "BMP", "WEBP", "HEIF", "AVIF"})
 IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".tif", ".tiff", ".bmp", ".webp"}
+    {
+        *(".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".tif", ".tiff", ".bmp", ".webp"),
+        *(".heic", ".heif", ".hif", ".avif"),
+    }
 )
 SNIFF_BYTES = 16
+# ISO base media files (HEIF, AVIF, MP4, QuickTime) start with an `ftyp` box whose major brand
+# says what they hold.
+HEIF_BRANDS = frozenset(
+    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
+)
+AVIF_BRANDS = frozenset({b"avif", b"avis"})
 
 
 def sniff(head: bytes) -> str | None:
     """The image format that a file's first bytes announce, or None."""
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WEBP"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        return "HEIF" if brand in HEIF_BRANDS else "AVIF" if brand in AVIF_BRANDS else None
     for magic, name in SIGNATURES:
         if head.startswith(magic):
             return name
     return None
+
+
+def skip_kind(head: bytes) -> str:
+    """What a file that is not an image seems to be, for the scan's summary: video, document,
+    archive, text or other."""
+    if head[4:8] == b"ftyp" or head.startswith(b"\x1a\x45\xdf\xa3") or head[8:12] == b"AVI ":
+        return "video"
+    if head.startswith((b"%PDF", b"{\\rtf", b"\xd0\xcf\x11\xe0")):
+        return "document"
+    if head.startswith((b"PK\x03\x04", b"\x1f\x8b", b"7z\xbc\xaf", b"Rar!")):
+        return "archive"
+    if not head:
+        return "empty"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        # A multi-byte character cut at the end of the sniffed bytes is still text.
+        try:
+            head[:-3].decode("utf-8")
+        except UnicodeDecodeError:
+            return "other"
+    return "text" if b"\x00" not in head else "other"
 
 
 class ImageError(Exception):
@@ -76,6 +114,8 @@ def decode(data: bytes) -> tuple[Image.Image, str]:
         text = str(exc) or type(exc).__name__
         kind = "truncated" if "truncated" in text or isinstance(exc, EOFError) else "corrupt"
         raise ImageError(kind, text) from None
+    except Exception as exc:  # noqa: BLE001 - decoder plugins (libheif...) raise their own types
+        raise ImageError("corrupt", f"{type(exc).__name__}: {exc}") from None
     # Hostile or malformed EXIF must not lose the image: it is then scanned unrotated.
     with contextlib.suppress(Exception):
         image = ImageOps.exif_transpose(image)
@@ -103,6 +143,19 @@ def brighten(diff: Image.Image) -> tuple[Image.Image, int]:
     scale = 255.0 / max_diff
     lut = [min(255, int(value * scale)) for value in range(256)]
     return diff.point(lut * 3), max_diff
+
+
+# The stored ELA image: raw difference x ELA_SCALE, clipped to 255. A fixed scale, as
+# Forensically's "error scale" (default 20) uses, so that brightness means the same in every
+# image; the seed's per-image stretch (255 / largest difference) made most ELA images nearly
+# black (one bright edge pixel sets the scale) and made clean and edited images look alike.
+ELA_SCALE = 20
+
+
+def scale_difference(diff: Image.Image, scale: int = ELA_SCALE) -> Image.Image:
+    """`diff` multiplied by `scale`, clipped to 255: the ELA image people look at."""
+    lut = [min(255, value * scale) for value in range(256)]
+    return diff.point(lut * len(diff.getbands()))
 
 
 def error_level(rgb: Image.Image, quality: int) -> tuple[Image.Image, int]:

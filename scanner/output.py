@@ -1,15 +1,23 @@
-"""Printing rows as a table, JSON, JSON lines or CSV: the one place the CLI formats data."""
+"""Printing rows as a table, JSON, JSON lines or CSV: the one place the CLI formats data.
+
+JSON, JSON lines and CSV carry every field of a row (CSV joins lists with commas); the table
+shows the columns asked for. Nothing from the data is ever read as Rich markup: a path with
+`[/]` in it is printed as it is.
+"""
 
 from __future__ import annotations
 
 import csv
 import enum
 import json
+import math
+import shutil
 import sys
 from collections.abc import Sequence
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 class Format(str, enum.Enum):
@@ -19,29 +27,90 @@ class Format(str, enum.Enum):
     csv = "csv"
 
 
+def _plain(value):
+    """JSON has no NaN or infinity: they become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def dumps(value, **kw) -> str:
+    """Strict JSON (null for NaN), for every JSON the CLI prints."""
+    return json.dumps(_plain(value), default=str, allow_nan=False, **kw)
+
+
 def _cell(value) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return f"{value:.4f}" if math.isfinite(value) else ""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    if isinstance(value, dict):
+        return json.dumps(value, default=str, sort_keys=True)
     return str(value)
 
 
-def emit(rows: Sequence[dict], fmt: Format, columns: Sequence[str]) -> None:
-    """Write rows to stdout. JSON formats carry every key; table and CSV carry `columns`."""
+def display_path(path: str) -> str:
+    """A path for people: bytes that are not UTF-8 (kept losslessly as surrogate escapes)
+    shown as U+FFFD."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def middle_ellipsis(text: str, width: int) -> str:
+    """`text` cut to `width` characters by dropping its middle: the file name at the end of a
+    path stays readable."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return text[:width]
+    tail = max(1, (width - 1) * 2 // 3)
+    head = width - 1 - tail
+    return text[:head] + "…" + text[len(text) - tail :]
+
+
+def _fields(rows: Sequence[dict], columns: Sequence[str]) -> list[str]:
+    """The columns first, then every other key the rows have, in the order first seen."""
+    fields = list(columns)
+    for row in rows:
+        fields.extend(k for k in row if k not in fields)
+    return fields
+
+
+def emit(
+    rows: Sequence[dict], fmt: Format, columns: Sequence[str], shorten: str | None = "path"
+) -> None:
+    """Write rows to stdout. JSON formats and CSV carry every key; the table carries `columns`,
+    and in a terminal too narrow for them, the `shorten` column loses the middle of its text."""
     if fmt is Format.json:
-        json.dump(list(rows), sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
+        sys.stdout.write(dumps(list(rows), indent=2) + "\n")
     elif fmt is Format.jsonl:
         for row in rows:
-            sys.stdout.write(json.dumps(row, default=str) + "\n")
+            sys.stdout.write(dumps(row) + "\n")
     elif fmt is Format.csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(columns), extrasaction="ignore")
+        writer = csv.DictWriter(sys.stdout, fieldnames=_fields(rows, columns))
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
     else:
+        cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+        terminal = sys.stdout.isatty()
+        width = shutil.get_terminal_size().columns if terminal else None
+        if width and shorten in columns and cells:
+            at = list(columns).index(shorten)
+            others = sum(
+                max(len(c), *(len(r[i]) for r in cells)) + 1
+                for i, c in enumerate(columns)
+                if i != at
+            )
+            room = max(len(shorten), width - others - 1, 12)
+            for r in cells:
+                r[at] = middle_ellipsis(r[at], room)
         table = Table(*columns, box=None, pad_edge=False, header_style="bold")
-        for row in rows:
-            table.add_row(*(_cell(row.get(c)) for c in columns))
-        # Piped output gets a wide virtual terminal, so that paths are not folded.
-        Console(width=None if sys.stdout.isatty() else 400).print(table)
+        for r in cells:
+            table.add_row(*(Text(value, no_wrap=True, overflow="ellipsis") for value in r))
+        # Piped output gets a wide virtual terminal, so that nothing is folded or cut.
+        Console(width=width if terminal else 100_000, highlight=False).print(table)

@@ -9,6 +9,7 @@ Every path handed in ends as exactly one of: verdicts, unchanged, duplicate, not
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 import time
@@ -21,23 +22,28 @@ from pathlib import Path
 from scanner.config import Settings
 from scanner.detectors import Detector, Result
 from scanner.imaging import (
+    ELA_SCALE,
     IMAGE_SUFFIXES,
     SNIFF_BYTES,
     ImageError,
     Sample,
     decode,
     heatmap_png,
+    scale_difference,
+    skip_kind,
     sniff,
     to_png,
 )
 from scanner.store.database import (
     Batch,
     Database,
+    DetectorRecord,
     ElaRecord,
     ErrorRecord,
     FileRecord,
     ImageRecord,
     VerdictRecord,
+    settings_json,
 )
 
 
@@ -48,10 +54,11 @@ class ScanStats:
     scanned: int = 0  # decoded and scored
     unchanged: int = 0  # same size and mtime as last time, nothing new to run: not read
     duplicates: int = 0  # read, but these bytes were already scanned (another path, or touched)
-    not_images: int = 0  # no image signature and no image file name: skipped
+    not_images: int = 0  # not an image (no signature, no image name), or a folder link: skipped
     errors: int = 0  # the file could not be scanned: an error row says why
     detector_errors: int = 0  # a detector failed on an image: an error row names it
     flagged: Counter = field(default_factory=Counter)  # detector -> images it labelled fake
+    skipped: Counter = field(default_factory=Counter)  # what the not_images were: text, video...
     seconds: float = 0.0
 
     @property
@@ -64,10 +71,17 @@ class ScanStats:
         for name in (*self.COUNTERS, "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.flagged.update(other.flagged)
+        self.skipped.update(other.skipped)
 
     def as_dict(self) -> dict:
         counts = {name: getattr(self, name) for name in self.COUNTERS}
-        return {"seen": self.seen, **counts, "seconds": self.seconds, "flagged": dict(self.flagged)}
+        return {
+            "seen": self.seen,
+            **counts,
+            "seconds": self.seconds,
+            "flagged": dict(self.flagged),
+            "skipped": dict(self.skipped),
+        }
 
 
 @dataclass
@@ -80,25 +94,41 @@ class FileOutcome:
     sha256: str | None = None
 
 
-def iter_files(roots: Iterable[str | os.PathLike]) -> Iterator[str]:
+def iter_files(roots: Iterable[str | os.PathLike], follow_links: bool = False) -> Iterator[str]:
     """Absolute paths of the files under `roots`, sorted per folder.
 
-    Symbolic links to files are followed (a broken one is yielded, to become an error row);
-    links to folders are not, so a link loop cannot trap the walk.
+    Symbolic links to files are followed (a broken one is yielded, to become an error row).
+    Links to folders are yielded as paths (the scan counts them as skipped) unless
+    `follow_links`: then the folder behind them is walked, once, whatever the number of links
+    to it, so a link loop cannot trap the walk.
     """
+    walked: set[tuple[int, int]] = set()  # (device, inode) of every folder walked
     for root in roots:
         root = os.path.abspath(root)
         if not os.path.isdir(root):
             yield root
             continue
-        for folder, dirs, names in os.walk(root):
+        for folder, dirs, names in os.walk(root, followlinks=follow_links):
+            try:
+                st = os.stat(folder)
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) in walked:
+                dirs[:] = []  # reached again through a link: its files were yielded already
+                continue
+            walked.add((st.st_dev, st.st_ino))
             dirs.sort()
+            linked = [d for d in dirs if os.path.islink(os.path.join(folder, d))]
+            if not follow_links:
+                names = [*names, *linked]
             for name in sorted(names):
                 yield os.path.join(folder, name)
 
 
 def _file_error(path: str, kind: str, message: str, st=None, sha=None) -> tuple:
-    record = FileRecord(path, st.st_size, st.st_mtime_ns, sha, "error") if st else None
+    # The file row of a failed file names no image (files.sha256 references images); the
+    # error row keeps the hash of its bytes.
+    record = FileRecord(path, st.st_size, st.st_mtime_ns, None, "error") if st else None
     return record, ErrorRecord(path, kind, message, sha256=sha)
 
 
@@ -111,20 +141,43 @@ class Pipeline:
         detectors: Sequence[Detector],
         settings: Settings,
         on_file: Callable[[FileOutcome], None] | None = None,
+        *,
+        rescan: bool = False,
     ):
-        """`on_file` hears of every path once its batch is committed (the daemon logs it)."""
+        """`on_file` hears of every path once its batch is committed (the daemon logs it).
+        `rescan`: read every file and run every detector again, changed or not."""
         self.db = db
         self.on_file = on_file
         self.detectors = list(detectors)
         self.settings = settings
+        self.rescan = rescan
+        # What each detector's verdict must have been made with to count as current.
+        self._wanted = {
+            d.name: (d.version, settings_json(d.settings(settings))) for d in self.detectors
+        }
+        self._recorded = False
         self._seen_this_scan: set[str] = set()
         self._pool: ThreadPoolExecutor | None = None
+
+    def record_detectors(self) -> None:
+        """Tell the database which detectors this pipeline runs (once per pipeline)."""
+        if not self._recorded and self.detectors:
+            self.db.record_detectors(
+                [
+                    DetectorRecord(
+                        d.name, d.version, d.threshold, bool(d.enabled_by_default), d.description
+                    )
+                    for d in self.detectors
+                ]
+            )
+        self._recorded = True
 
     def scan(
         self, paths: Iterable[str], progress: Callable[[int], None] | None = None
     ) -> ScanStats:
         """Scan `paths` (files, not folders: see iter_files) in batches; return the totals."""
         total = ScanStats()
+        self.record_detectors()
         self._seen_this_scan = set()  # decoded in this scan: copies in later batches are duplicates
         chunk: list[str] = []
         for path in paths:
@@ -140,10 +193,13 @@ class Pipeline:
                 progress(len(chunk))
         return total
 
-    def _missing(self, known: dict[str, str] | None) -> list[Detector]:
-        """Detectors with no verdict at their current version, given {detector: version}."""
+    def _missing(self, known: dict[str, tuple] | None) -> list[Detector]:
+        """Detectors with no verdict at their current version and settings, given
+        {detector: (version, settings JSON)}; every detector when rescanning."""
+        if self.rescan:
+            return list(self.detectors)
         known = known or {}
-        return [d for d in self.detectors if known.get(d.name) != d.version]
+        return [d for d in self.detectors if known.get(d.name) != self._wanted[d.name]]
 
     def scan_batch(self, paths: Sequence[str]) -> ScanStats:
         started = time.perf_counter()
@@ -163,8 +219,9 @@ class Pipeline:
             outcome = self._read(path, states.get(path), known)
             if outcome is None:
                 note(path, "unchanged")
-            elif outcome == "not-image":
-                note(path, "not_images")
+            elif isinstance(outcome, str):  # skipped: what it is
+                stats.skipped[outcome] += 1
+                note(path, "not_images", outcome)
             elif isinstance(outcome, tuple) and isinstance(outcome[1], ErrorRecord):
                 file_record, error = outcome
                 if file_record:
@@ -189,7 +246,7 @@ class Pipeline:
                 copies.append((path, st, sha))
             else:
                 preparing.add(sha)
-                to_prepare.append((path, st, data, sha, missing, sha not in known))
+                to_prepare.append((path, st, data, sha, missing, self.rescan or sha not in known))
 
         samples: list[tuple[Sample, list[Detector]]] = []
         failed: dict[str, ImageError] = {}
@@ -202,10 +259,11 @@ class Pipeline:
                 continue
             sample, records = prepared
             self._seen_this_scan.add(sha)
-            batch.files.append(FileRecord(path, st.st_size, st.st_mtime_ns, sha))
             if records:
                 batch.images.append(records[0])
-                batch.ela.append(records[1])
+                if records[1]:
+                    batch.ela.append(records[1])
+            batch.files.append(FileRecord(path, st.st_size, st.st_mtime_ns, sha))
             samples.append((sample, missing))
             note(path, "scanned", sha=sha)
         for path, st, sha in copies:  # each copy of bad bytes gets its own error row
@@ -237,8 +295,9 @@ class Pipeline:
                 item.detail = ", ".join(verdicts.get(item.sha256, [])) or "no verdicts"
             self.on_file(item)
 
-    def _read(self, path: str, state, known: dict[str, dict[str, str]]):
-        """None if unchanged; "not-image"; (FileRecord|None, ErrorRecord); or the loaded file."""
+    def _read(self, path: str, state, known: dict[str, dict[str, tuple]]):
+        """None if unchanged; the kind of a skipped file (a str); (FileRecord|None,
+        ErrorRecord); or the loaded file."""
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -247,10 +306,13 @@ class Pipeline:
             return _file_error(path, "unreadable", "the file disappeared before it was read")
         except OSError as exc:
             return _file_error(path, "unreadable", exc.strerror or str(exc))
+        if stat.S_ISDIR(st.st_mode):
+            return "folder-link"  # iter_files yields a folder only when it is a link
         if not stat.S_ISREG(st.st_mode):
-            return "not-image"
+            return "special-file"
         if (
-            state is not None
+            not self.rescan
+            and state is not None
             and state.size_bytes == st.st_size
             and state.mtime_ns == st.st_mtime_ns
             and (
@@ -264,7 +326,7 @@ class Pipeline:
                 head = handle.read(SNIFF_BYTES)
                 if sniff(head) is None:
                     if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
-                        return "not-image"
+                        return skip_kind(head)
                     return _file_error(
                         path, "corrupt", "named like an image but has no image signature", st
                     )
@@ -307,21 +369,28 @@ class Pipeline:
         batch.errors.append(error)
         note(path, "errors", f"{exc.kind}: {exc}", sha)
 
-    def _describe(self, sample: Sample) -> tuple[ImageRecord, ElaRecord]:
-        """The image row and its ELA PNG."""
+    def _describe(self, sample: Sample) -> tuple[ImageRecord, ElaRecord | None]:
+        """The image row and its ELA PNG (None with --no-ela)."""
         width, height = sample.size
         image = ImageRecord(sample.sha256, sample.format, width, height, len(sample.data))
-        ela = sample.ela()
-        png = to_png(ela, self.settings.ela_max_side)
-        scale = min(1.0, self.settings.ela_max_side / max(ela.size))
+        if not self.settings.store_ela:
+            return image, None
+        shown = scale_difference(sample.ela_difference(), ELA_SCALE)
+        png = to_png(shown, self.settings.ela_max_side)
+        shrink = min(1.0, self.settings.ela_max_side / max(shown.size))
         return image, ElaRecord(
             sample.sha256,
             sample.ela_quality,
             sample.ela_max_diff(),
-            max(1, round(width * scale)),
-            max(1, round(height * scale)),
+            ELA_SCALE,
+            max(1, round(width * shrink)),
+            max(1, round(height * shrink)),
             png,
         )
+
+    def _settings_of(self, detector: Detector) -> dict | None:
+        text = self._wanted[detector.name][1]
+        return json.loads(text) if text else None
 
     def _run(self, detector: Detector, samples: list[Sample], batch: Batch, stats: ScanStats):
         started = time.perf_counter()
@@ -365,6 +434,7 @@ class Pipeline:
                     result.details,
                     heatmap,
                     seconds,
+                    self._settings_of(detector),
                 )
             )
             if result.label == "fake":

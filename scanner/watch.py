@@ -173,6 +173,7 @@ class Watcher:
         self.started_at = utcnow()
         self.id = f"{socket.gethostname()}:{os.getpid()}"
         self._stop = threading.Event()
+        self._heartbeat_failing = False
 
     def stop(self) -> None:
         self._stop.set()
@@ -197,8 +198,9 @@ class Watcher:
         if stats.scanned or stats.errors or stats.duplicates:
             self.last_scan_at = utcnow()
 
-    def catch_up(self) -> None:
-        """Scan every file under the roots that is new or changed since it was stored."""
+    def catch_up(self, first: bool = False) -> None:
+        """Scan every file under the roots that is new or changed since it was stored. Logged
+        at start, and later only when it found something."""
         started = time.monotonic()
         before = self.totals.scanned + self.totals.errors
         files = (p for p in iter_files(self.roots) if not is_temporary(p))
@@ -213,9 +215,12 @@ class Watcher:
         if chunk:
             self._scan(chunk)
         found = self.totals.scanned + self.totals.errors - before
-        log.info(
-            "catch-up pass: %d new or changed files in %.1f s", found, time.monotonic() - started
-        )
+        if first or found:
+            log.info(
+                "catch-up pass: %d new or changed files in %.1f s",
+                found,
+                time.monotonic() - started,
+            )
 
     def heartbeat(self, stopped: bool = False) -> None:
         try:
@@ -229,10 +234,17 @@ class Watcher:
                     "scanned": self.totals.scanned,
                     "errors": self.totals.errors,
                     "last_scan_at": self.last_scan_at,
+                    "heartbeat_every": self.heartbeat_every,
                 }
             )
         except DatabaseError as exc:
-            log.warning("heartbeat not stored: %s", exc)
+            if not self._heartbeat_failing:  # a change of state: logged once, not every beat
+                log.warning("heartbeats not stored: %s", exc)
+            self._heartbeat_failing = True
+            return
+        if self._heartbeat_failing:
+            log.info("heartbeats stored again")
+        self._heartbeat_failing = False
 
     def run(self, ready: Callable[[], None] | None = None) -> None:
         observer = PollingObserver() if self.polling else Observer()
@@ -242,7 +254,7 @@ class Watcher:
         observer.start()  # before the catch-up pass, so that nothing falls between the two
         try:
             self.heartbeat()
-            self.catch_up()
+            self.catch_up(first=True)
             if ready:
                 ready()
             next_reconcile = time.monotonic() + self.reconcile_every
@@ -257,13 +269,9 @@ class Watcher:
                 else:
                     self._stop.wait(0.1)
                 if time.monotonic() >= next_beat:
+                    # To the database only (`scanner status` reads it): an idle daemon writes
+                    # no log lines, only files it scanned and changes of state.
                     self.heartbeat()
-                    log.info(
-                        "queue=%d scanned=%d errors=%d",
-                        len(self.pending),
-                        self.totals.scanned,
-                        self.totals.errors,
-                    )
                     next_beat = time.monotonic() + self.heartbeat_every
         finally:
             observer.stop()

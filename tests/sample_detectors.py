@@ -93,3 +93,15 @@ class OffByDefault(Redness):
 
     name = "test-off"
     enabled_by_default = False
+
+
+class Alarm(Detector):
+    """Off by default, and labels every image fake: the detector whose stored verdicts must not
+    change the overall verdict unless it is named."""
+
+    name = "test-alarm"
+    version = "1"
+    enabled_by_default = False
+
+    def predict(self, batch):
+        return [Result.from_score(0.9, self.threshold) for _ in batch]

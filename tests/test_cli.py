@@ -43,44 +43,104 @@ def test_scan_summarises_and_warns_about_broken_plugins(cli, image_dir):
     assert "test-red: 1 of 7" in proc.stdout
     assert "detector test-fails-to-load skipped: FileNotFoundError" in proc.stderr
     # The third-party package installed from tests/example_plugin ran and was stored.
-    stored = json.loads(cli("results", "-d", "example-ela-brightness", "-f", "json").stdout)
+    stored = json.loads(
+        cli("results", "-d", "example-ela-brightness", "--per-detector", "-f", "json").stdout
+    )
     assert len(stored) == 8 and stored[0]["detector_version"] == "0.1.0"
+    assert "not images, skipped:    1  (text 1; --verbose names them)" in proc.stdout
     again = cli("scan", image_dir, "--json")
     summary = json.loads(again.stdout)
     assert summary["scanned"] == 0 and summary["unchanged"] == 12 and summary["seen"] == 14
+    assert summary["skipped"] == {"text": 1}
+    verbose = cli("scan", image_dir, "--verbose").stderr
+    assert f"not-image: {image_dir / 'notes.txt'} (text)" in verbose
 
 
-def test_results_formats_and_filters(cli, image_dir):
+def test_results_lists_one_row_per_image_by_default(cli, image_dir):
     cli("scan", image_dir, *TWO)
     rows = json.loads(cli("results", "--format", "json").stdout)
-    assert len(rows) == 16  # 8 good paths x 2 detectors
-    assert {"path", "sha256", "detector", "score", "label", "overall"} <= set(rows[0])
-    fake = json.loads(cli("results", "--label", "fake", "--format", "json").stdout)
-    assert [(os.path.basename(r["path"]), r["detector"]) for r in fake] == [("red.jpg", "test-red")]
-    assert fake[0]["overall"] == "fake"
-    lines = cli("results", "--detector", "test-big", "--format", "jsonl").stdout.splitlines()
-    assert len(lines) == 8 and all(json.loads(line)["detector"] == "test-big" for line in lines)
+    assert len(rows) == 8  # one per scanned path
+    assert list(rows[0]) == [
+        "path",
+        "overall",
+        "score",
+        "flagged_by",
+        "checked_by",
+        "sha256",
+        "scanned_at",
+    ]
+    by_name = {os.path.basename(r["path"]): r for r in rows}
+    assert by_name["red.jpg"]["overall"] == "fake"
+    assert by_name["red.jpg"]["flagged_by"] == ["test-red"]
+    assert by_name["clean1.jpg"]["overall"] == "no-sign"
+    assert by_name["clean1.jpg"]["checked_by"] == ["test-big", "test-red"]
+    assert len(by_name["clean1.jpg"]["sha256"]) == 64
+    assert by_name["red.jpg"]["scanned_at"].endswith("Z")
+    fake = json.loads(cli("results", "--overall", "FAKE", "--format", "json").stdout)
+    assert [os.path.basename(r["path"]) for r in fake] == ["red.jpg"]
     out = cli("results", "--path", "*/sub/*", "-f", "csv").stdout
     table = list(csv.DictReader(io.StringIO(out)))
-    assert len(table) == 6 and all("/sub/" in r["path"] for r in table)
+    assert len(table) == 3 and all("/sub/" in r["path"] for r in table)
+    assert set(table[0]) == set(rows[0])  # CSV has the JSON's fields
     high = json.loads(cli("results", "--min-score", "0.2", "--since", "1h", "-f", "json").stdout)
     assert high and all(r["score"] >= 0.2 for r in high)
-    future = json.loads(cli("results", "--since", "2999-01-01", "-f", "json").stdout)
-    assert future == []
+    assert json.loads(cli("results", "--since", "2999-01-01T00:00:00Z", "-f", "json").stdout) == []
+    assert len(json.loads(cli("results", "--limit", "2", "-f", "json").stdout)) == 2
     assert "red.jpg" in cli("results").stdout  # the table
 
 
-def test_show_prints_verdicts_and_writes_the_ela_png(cli, image_dir, tmp_path):
+def test_results_per_detector_rows_carry_threshold_and_reason(cli, image_dir):
     cli("scan", image_dir, *TWO)
-    proc = cli("show", image_dir / "red.jpg", "--ela", tmp_path / "red-ela.png")
-    assert "Overall: fake" in proc.stdout and "flagged by test-red" in proc.stdout
-    assert "not-applicable" in proc.stdout  # test-big: 64x64 is too small
-    assert Image.open(tmp_path / "red-ela.png").size == (64, 64)
-    report = json.loads(cli("show", image_dir / "clean1.jpg", "--json").stdout)
-    assert report["overall"] == "real" and len(report["verdicts"]) == 2
-    by_sha = json.loads(cli("show", report["sha256"][:10], "--json").stdout)
-    assert by_sha["sha256"] == report["sha256"]
-    assert os.path.exists(tmp_path / report["written"][0])
+    rows = json.loads(cli("results", "--per-detector", "--format", "json").stdout)
+    assert len(rows) == 16  # 8 good paths x 2 detectors
+    assert {"path", "sha256", "detector", "score", "label", "threshold", "reason"} <= set(rows[0])
+    fake = json.loads(cli("results", "--label", "Fake", "--format", "json").stdout)
+    assert [(os.path.basename(r["path"]), r["detector"]) for r in fake] == [("red.jpg", "test-red")]
+    assert fake[0]["overall"] == "fake" and fake[0]["threshold"] == 0.6
+    lines = cli("results", "-d", "test-big", "--per-detector", "-f", "jsonl").stdout.splitlines()
+    assert len(lines) == 8 and all(json.loads(line)["detector"] == "test-big" for line in lines)
+    table = list(csv.DictReader(io.StringIO(cli("results", "--per-detector", "-f", "csv").stdout)))
+    assert {"threshold", "reason"} <= set(table[0])
+    assert "smaller than 100 pixels" in cli("results", "--per-detector").stdout
+
+
+def test_overall_counts_only_the_detectors_in_use(cli, registry, image_dir):
+    """A run of an off-by-default detector is kept, shown on request, and never votes unasked."""
+    registry.add("test-alarm", "sample_detectors:Alarm")
+    cli("scan", image_dir, *TWO)
+    cli("scan", image_dir, "-d", "test-alarm")  # flags every image
+    default = json.loads(cli("results", "-f", "json").stdout)
+    assert {r["overall"] for r in default} == {"fake", "no-sign"}
+    assert [os.path.basename(r["path"]) for r in default if r["overall"] == "fake"] == ["red.jpg"]
+    named = json.loads(cli("results", "-d", "test-alarm", "-f", "json").stdout)
+    assert {r["overall"] for r in named} == {"fake"} and len(named) == 8
+    shown = json.loads(cli("show", image_dir / "clean1.jpg", "--json").stdout)
+    assert shown["overall"] == "no-sign"
+    assert "test-alarm" not in {v["detector"] for v in shown["verdicts"]}
+    everything = cli("show", image_dir / "clean1.jpg", "--all").stdout
+    assert "test-alarm" in everything and "Overall: no-sign" in everything
+    assert (
+        "1 stored verdicts of detectors not in use" in cli("show", image_dir / "clean1.jpg").stdout
+    )
+    cli("results", "-d", "no-such-detector", expect=2)
+    # A picture no detector in use could judge is unknown, never "real".
+    small = json.loads(cli("results", "-d", "test-big", "-f", "json").stdout)
+    assert {os.path.basename(r["path"]): r["overall"] for r in small}["red.jpg"] == "unknown"
+
+
+def test_a_changed_setting_reruns_the_detectors_it_affects(cli, image_dir):
+    cli("scan", image_dir, *TWO)
+    again = json.loads(cli("scan", image_dir, *TWO, "--ela-quality", "80", "--json").stdout)
+    assert again["scanned"] == 7  # test-big reads the ELA image: it runs again
+    rows = json.loads(cli("results", "--per-detector", "-f", "json", *TWO).stdout)
+    settings = {r["detector"]: r["settings"] for r in rows}
+    assert settings == {"test-big": {"ela_quality": 80}, "test-red": None}
+    same = json.loads(cli("scan", image_dir, *TWO, "--ela-quality", "80", "--json").stdout)
+    assert same["scanned"] == 0
+    forced = json.loads(
+        cli("scan", image_dir, *TWO, "--ela-quality", "80", "--rescan", "--json").stdout
+    )
+    assert forced["scanned"] == 7 and forced["unchanged"] == 0
 
 
 def test_show_lists_the_metadata_findings(cli, tmp_path):
@@ -119,8 +179,10 @@ def test_exit_codes(cli, image_dir, tmp_path):
     cli("results", "--label", "maybe", expect=2)
     cli("scan", image_dir, "--detector", "no-such-detector", expect=2)
     cli("scan", tmp_path / "missing-folder", expect=2)
-    bad_db = cli("results", "--db", tmp_path / "no" / "folder" / "x.db", expect=3)
+    bad_db = cli("scan", image_dir, "--db", tmp_path / "no" / "folder" / "x.db", expect=3)
     assert "is not a folder" in bad_db.stderr
+    for args in (("--limit", "0"), ("--min-score", "1.5"), ("--overall", "real")):
+        cli("results", *args, expect=2)
 
 
 def test_a_detector_off_by_default_runs_only_when_named(cli, registry, image_dir):
@@ -132,3 +194,92 @@ def test_a_detector_off_by_default_runs_only_when_named(cli, registry, image_dir
     assert "test-off:" not in unasked.stdout
     asked = cli("scan", image_dir, "-d", "test-off", "--json")
     assert json.loads(asked.stdout)["flagged"] == {"test-off": 1}
+
+
+@pytest.mark.parametrize("command", ["results", "show", "errors", "status"])
+def test_read_commands_never_create_a_database(cli, tmp_path, command):
+    target = tmp_path / "absent.db"
+    args = [command, "--db", target] + (["abc123"] if command == "show" else [])
+    proc = cli(*args, expect=3)
+    assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+    assert not target.exists()
+
+
+def test_a_sqlite_file_that_is_not_ours_is_refused_not_migrated(cli, tmp_path, image_dir):
+    import sqlite3
+
+    theirs = tmp_path / "theirs.db"
+    with sqlite3.connect(theirs) as conn:
+        conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+    before = theirs.read_bytes()
+    assert "not a scanner database" in cli("results", "--db", theirs, expect=3).stderr
+    assert "not a scanner database" in cli("scan", image_dir, "--db", theirs, expect=3).stderr
+    assert theirs.read_bytes() == before
+    text_file = tmp_path / "notes.db"
+    text_file.write_text("not sqlite at all " * 100)
+    assert "Traceback" not in cli("status", "--db", text_file, expect=3).stderr
+
+
+def test_postgresql_without_its_driver_is_one_clean_line(cli, tmp_path):
+    blocker = tmp_path / "blocked" / "psycopg"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'psycopg'\")")
+    proc = subprocess.run(
+        [sys.executable, "-m", "scanner", "results", "--db", "postgresql+psycopg://u@localhost/x"],
+        env=os.environ | {"PYTHONPATH": str(tmp_path / "blocked")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 3
+    assert (
+        proc.stderr.strip() == "error: PostgreSQL needs its driver: pip install 'scanner[postgres]'"
+    )
+
+
+def test_default_database_is_in_the_per_user_data_folder(registry, tmp_path, image_dir):
+    registry.add("test-red", "sample_detectors:Redness")
+    env = {k: v for k, v in os.environ.items() if k != "SCANNER_DB"}
+    env |= {"XDG_DATA_HOME": str(tmp_path / "data"), "PYTHONPATH": registry.pythonpath}
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "scanner", *map(str, args)],
+            env=env,
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    assert run("scan", image_dir / "clean1.jpg", "-d", "test-red").returncode == 0
+    expected = tmp_path / "data" / "scanner" / "scanner.db"
+    assert expected.is_file() and os.listdir(work) == []
+    status = run("status")
+    assert f"database: sqlite:///{expected}" in status.stdout
+
+
+def test_help_renders_plain_types_and_defaults(cli):
+    for command in ("scan", "results", "show", "watch", "evaluate", "status"):
+        text = cli(command, "--help").stdout
+        for bad in ("<bool>", "<list", "{paths}", "<str>", "<int"):
+            assert bad not in text, (command, bad)
+    assert "[default: 300.0]" in cli("watch", "--help").stdout
+
+
+def test_evaluate_prints_strict_json_with_null_for_undefined_metrics(cli, tmp_path):
+    from conftest import jpeg_bytes, photo
+
+    folder = tmp_path / "labelled"
+    (folder / "fake").mkdir(parents=True)
+    (folder / "real").mkdir()
+    (folder / "fake" / "red.jpg").write_bytes(jpeg_bytes(Image.new("RGB", (64, 64), (250, 0, 0))))
+    (folder / "real" / "photo.jpg").write_bytes(jpeg_bytes(photo(1), 90))
+    out = cli("evaluate", folder, "-d", "test-big", "-f", "json").stdout
+    rows = json.loads(out, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    big = rows[0]  # judged only the real photo: the fake is too small
+    assert (big["n_fake"], big["n_real"]) == (0, 1)
+    assert big["accuracy"] is None and big["roc_auc"] is None and big["tpr"] is None
+    assert big["fpr"] == 0.0

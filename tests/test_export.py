@@ -77,7 +77,7 @@ def test_authors_meso4_weights_become_a_detector_that_reproduces_their_outputs(t
         detector.load()
         db = Database(f"sqlite:///{tmp_path / 'authors.db'}")
         Pipeline(db, [detector], Settings(face_crops=True)).scan(REFERENCE)
-        rows = {Path(r["path"]).stem: r for r in queries.results(db, queries.ResultFilter())}
+        rows = {Path(r["path"]).stem: r for r in queries.verdicts(db, queries.ResultFilter())}
     finally:
         del os.environ["SCANNER_MESO4_MODEL"]
     expected = {"df00204": 0.959, "df01254": 0.951, "real00240": 0.010, "real00772": 0.002}

@@ -1,6 +1,7 @@
 """The spine: every file accounted for, decode once, skip what is known, survive bad detectors."""
 
 import os
+from pathlib import Path
 
 import pytest
 from conftest import EXPECTED, jpeg_bytes, photo
@@ -192,3 +193,80 @@ def test_worker_threads_store_exactly_what_one_thread_stores(image_dir, tmp_path
         return stats | {"seconds": 0}, stored
 
     assert contents(1) == contents(3)
+
+
+HEIC = Path(__file__).resolve().parents[2] / "shared" / "data" / "camera_photos" / "heic"
+
+
+@pytest.mark.skipif(not HEIC.is_dir(), reason=f"needs the shared data at {HEIC}")
+def test_heic_photos_are_scanned_and_malformed_ones_are_error_rows(tmp_path, db_url):
+    import shutil
+
+    tmp_path = tmp_path / "photos"
+    tmp_path.mkdir()
+    for name in (
+        "cheers_1440x960.heic",
+        "IMG_2927.HEIC",
+        "NegativeArraySizeException.ItemInfoBox.init.heif",
+    ):
+        shutil.copy(os.path.join(HEIC, name), tmp_path / name)
+    db = Database(db_url)
+    stats = scan(db, tmp_path, Redness())
+    assert (stats.scanned, stats.errors, stats.not_images) == (2, 1, 0)
+    formats = {(r["format"], r["width"], r["height"]) for r in rows(db, tables.images)}
+    # EXIF orientation applied: the iPhone photo is portrait.
+    assert formats == {("HEIF", 1440, 960), ("HEIF", 3024, 4032)}
+    (error,) = rows(db, tables.errors)
+    assert error["path"].endswith(".heif") and error["kind"] == "corrupt"
+
+
+def test_avif_is_scanned(tmp_path, db_url):
+    tmp_path = tmp_path / "photos"
+    tmp_path.mkdir()
+    photo(5).save(tmp_path / "picture.avif", quality=80)
+    db = Database(db_url)
+    assert scan(db, tmp_path, Redness()).scanned == 1
+    assert rows(db, tables.images)[0]["format"] == "AVIF"
+
+
+def test_folder_links_are_counted_or_followed_once(tmp_path, db_url):
+    tmp_path = tmp_path / "photos"
+    real = tmp_path / "real"
+    real.mkdir(parents=True)
+    (real / "a.jpg").write_bytes(jpeg_bytes(photo(1)))
+    (real / "loop").symlink_to(real)  # a link back to its own folder
+    (tmp_path / "alias").symlink_to(real)
+    assert sorted(os.path.relpath(p, tmp_path) for p in iter_files([tmp_path])) == [
+        "alias",
+        "real/a.jpg",
+        "real/loop",
+    ]
+    followed = [os.path.relpath(p, tmp_path) for p in iter_files([tmp_path], follow_links=True)]
+    assert followed == ["alias/a.jpg"] or followed == ["real/a.jpg"]
+    stats = Pipeline(Database(db_url), [Redness()], Settings()).scan(iter_files([tmp_path]))
+    assert stats.scanned == 1 and stats.skipped == {"folder-link": 2}
+
+
+def test_stored_ela_uses_a_fixed_recorded_scale_and_can_be_left_out(image_dir, tmp_path):
+    from scanner.imaging import ELA_SCALE
+
+    db = Database(f"sqlite:///{tmp_path / 'with.db'}")
+    scan(db, image_dir, Redness())
+    ela = rows(db, tables.ela_images)
+    assert {r["scale"] for r in ela} == {ELA_SCALE} and len(ela) == 7
+    bare = Database(f"sqlite:///{tmp_path / 'without.db'}")
+    assert scan(bare, image_dir, Redness(), store_ela=False).scanned == 7
+    assert rows(bare, tables.ela_images) == [] and len(rows(bare, tables.verdicts)) == 7
+    # Known images are not rescanned for want of an ELA row.
+    assert scan(bare, image_dir, Redness(), store_ela=False).scanned == 0
+
+
+def test_skipped_files_are_counted_by_kind(tmp_path, db_url):
+    tmp_path = tmp_path / "files"
+    tmp_path.mkdir()
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "clip.mp4").write_bytes(b"\0\0\0\x18ftypisom" + b"\0" * 100)
+    (tmp_path / "paper.pdf").write_bytes(b"%PDF-1.7\n" + b"\0" * 100)
+    (tmp_path / "blob.bin").write_bytes(bytes(range(256)))
+    stats = scan(Database(db_url), tmp_path, Redness())
+    assert stats.skipped == {"text": 1, "video": 1, "document": 1, "other": 1}

@@ -72,10 +72,26 @@ def test_scan_store_and_query_on_postgresql(postgres_url, image_dir):
     assert stats.scanned == 7 and stats.errors == 5 and stats.duplicates == 1
     again = Pipeline(Database(postgres_url), [Redness(), NeedsBigImages()], Settings())
     assert again.scan(iter_files([image_dir])).unchanged == 12
-    rows = queries.results(db, queries.ResultFilter(label="fake"))
+    rows = queries.verdicts(db, queries.ResultFilter(label="fake"))
     assert [(os.path.basename(r["path"]), r["detector"]) for r in rows] == [("red.jpg", "test-red")]
     assert rows[0]["overall"] == "fake"
-    glob_rows = queries.results(db, queries.ResultFilter(path_glob="*/sub/*"))
+    glob_rows = queries.verdicts(db, queries.ResultFilter(path_glob="*/sub/*"))
     assert len(glob_rows) == 6
     errors = {os.path.relpath(e["path"], image_dir): e["kind"] for e in queries.list_errors(db)}
     assert errors == {p: k for p, k in EXPECTED.items() if k != "ok"}
+
+
+def test_views_and_read_only_opening_on_postgresql(postgres_url, image_dir):
+    from sqlalchemy import text
+
+    db = Database(postgres_url)
+    Pipeline(db, [Redness(), NeedsBigImages()], Settings()).scan(iter_files([image_dir]))
+    reader = Database(postgres_url, create=False)
+    expected = {
+        r["path"]: (r["overall"], r["score"], ",".join(r["flagged_by"]) or None)
+        for r in queries.images(reader, queries.ResultFilter())
+    }
+    with reader.read() as conn:
+        rows = conn.execute(text("SELECT path, overall, score, flagged_by FROM image_results"))
+        view = {path: tuple(rest) for path, *rest in rows}
+    assert view == expected and len(view) >= 8  # the module shares one server

@@ -18,7 +18,7 @@ from scanner.store.engine import MIGRATIONS, make_engine, schema_revision
 
 def test_new_database_is_migrated_to_head_and_uses_wal(db_url):
     db = Database(db_url)
-    assert schema_revision(db.engine) == "0002"
+    assert schema_revision(db.engine) == "0003"
     with db.read() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() >= 30_000
@@ -41,10 +41,88 @@ def test_database_from_an_older_release_is_upgraded_keeping_its_data(db_url):
         )
     assert schema_revision(engine) == "0001"
     db = Database(db_url)
-    assert schema_revision(db.engine) == "0002"
+    assert schema_revision(db.engine) == "0003"
     assert db.file_states(["/old/a.jpg"])["/old/a.jpg"].status == "error"
     with db.read() as conn:
         assert conn.execute(select(tables.watchers)).all() == []
+
+
+def test_upgrade_from_0002_records_which_detectors_were_on_by_default(db_url):
+    """Release 0.1 stored no default set: the migration fills it from the verdicts, with the
+    built-ins that were off by default then; a failed file's hash moves to its error row."""
+    engine = make_engine(db_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    sha, bad = "a" * 64, "b" * 64
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0002")
+        at = "'2026-01-01 00:00:00'"
+        conn.execute(text(f"INSERT INTO images VALUES ('{sha}', 'JPEG', 4, 4, 10, {at})"))
+        for name, label in (("meso4", "real"), ("ela-cnn", "fake")):
+            conn.execute(
+                text(
+                    "INSERT INTO verdicts (sha256, detector, detector_version, label, score, "
+                    f"seconds, scanned_at) VALUES ('{sha}', '{name}', '1', '{label}', 0.5, 0, {at})"
+                )
+            )
+        conn.execute(text(f"INSERT INTO files VALUES ('/old/ok.jpg', '{sha}', 10, 1, 'ok', {at})"))
+        conn.execute(
+            text(f"INSERT INTO files VALUES ('/old/bad.jpg', '{bad}', 9, 1, 'error', {at})")
+        )
+    db = Database(db_url)
+    with db.read() as conn:
+        defaults = dict(conn.execute(text("SELECT name, enabled_by_default FROM detectors")).all())
+        assert defaults == {"meso4": 1, "ela-cnn": 0}
+        assert (
+            conn.execute(text("SELECT sha256 FROM files WHERE path='/old/bad.jpg'")).scalar()
+            is None
+        )
+        view = conn.execute(text("SELECT path, overall, flagged_by FROM image_results")).all()
+    # ela-cnn's old alarm does not vote: it was off by default.
+    assert view == [("/old/ok.jpg", "no-sign", None)]
+
+
+def test_views_apply_the_overall_rule_of_the_code(db_url, image_dir):
+    """image_results and verdict_results, read with plain sqlite3, agree with the queries
+    behind `scanner results`, with an off-by-default detector's verdicts stored."""
+    import sqlite3
+
+    from sample_detectors import Alarm, NeedsBigImages, Redness
+
+    from scanner.config import Settings
+    from scanner.pipeline import Pipeline, iter_files
+    from scanner.store import queries
+
+    db = Database(db_url)
+    Pipeline(db, [Redness(), NeedsBigImages(), Alarm()], Settings()).scan(iter_files([image_dir]))
+    expected = {
+        r["path"]: (r["overall"], r["score"], ",".join(r["flagged_by"]) or None)
+        for r in queries.images(db, queries.ResultFilter())
+    }
+    assert {v[0] for v in expected.values()} == {"fake", "no-sign"}
+    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
+        rows = conn.execute("SELECT path, overall, score, flagged_by FROM image_results")
+        view = {path: rest for path, *rest in rows.fetchall()}
+        per_verdict = conn.execute(
+            "SELECT detector, in_default_set FROM verdict_results WHERE path LIKE '%red.jpg'"
+        ).fetchall()
+    assert {p: tuple(v) for p, v in view.items()} == expected
+    assert sorted(per_verdict) == [("test-alarm", 0), ("test-big", 1), ("test-red", 1)]
+
+
+def test_read_only_opening_creates_and_changes_nothing(tmp_path):
+    target = tmp_path / "absent.db"
+    with pytest.raises(DatabaseError, match="does not exist"):
+        Database(f"sqlite:///{target}", create=False)
+    assert not target.exists()
+    Database(f"sqlite:///{target}").close()
+    old = make_engine(f"sqlite:///{target}")
+    with old.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0002'"))
+    old.dispose()
+    with pytest.raises(DatabaseError, match="older scanner"):
+        Database(f"sqlite:///{target}", create=False)
 
 
 def test_migrations_build_exactly_the_tables_the_code_uses(db_url):

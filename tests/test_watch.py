@@ -228,3 +228,30 @@ def test_a_locked_database_is_retried_and_nothing_is_lost(tmp_path, registry, db
     finally:
         if daemon.proc.poll() is None:
             daemon.proc.kill()
+
+
+def test_sigkilled_daemon_is_gone_idle_daemon_is_quiet_and_every_line_is_json(
+    watched, db_url, registry
+):
+    incoming, start = watched
+    daemon = start("--settle", "0.1")
+    time.sleep(7)  # more than one heartbeat interval, idle
+    lines = daemon.log.read_text().splitlines()
+    events = [json.loads(line) for line in lines]  # every line is JSON
+    assert all("queue=" not in e["message"] for e in events), "idle daemons log nothing"
+    env = os.environ | {"PYTHONPATH": registry.pythonpath}
+
+    def status(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "scanner", "status", "--db", db_url, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    daemon.proc.kill()
+    daemon.proc.wait()
+    assert json.loads(status("--json"))["watchers"][0]["state"] == "gone"
+    assert "forgot watcher" in status("--forget")
+    assert json.loads(status("--json"))["watchers"] == []

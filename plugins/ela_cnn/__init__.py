@@ -72,6 +72,7 @@ class ElaCnn(TamperingFcn):
     version = "2.0.0"
     model_dir = HERE
     needs = frozenset({"rgb", "ela"})
+    uses_settings = frozenset()  # its own ELA, at the fixed ELA_QUALITY
     threshold = 0.5  # replaced in load() by the one chosen on the training split (model.json)
     description = "Splicing / copy-move from the ELA image. Heatmap per 8x8 cell."
     # Its skill goes once an image is re-saved, and it labels two thirds of the real

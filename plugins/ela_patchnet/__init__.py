@@ -47,6 +47,7 @@ class ElaPatchNet(OnnxDetector):
     version = "1.0.0"
     model_dir = HERE
     needs = frozenset({"rgb", "ela"})
+    uses_settings = frozenset()  # its own ELA, at the fixed ELA_QUALITY
     threshold = 0.5  # replaced in load() by the one chosen on the training split
     description = "The seed's cross-entropy net (NumPy-built) on 32x32 ELA patches; heatmap."
     batch_size = 1

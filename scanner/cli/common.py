@@ -4,13 +4,14 @@ detectors. Exit codes: 0 done (a scan that met bad images still exits 0 and repo
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Annotated
 
 import typer
 
 from scanner import __version__
-from scanner.config import Settings, db_url
+from scanner.config import Settings, db_url, default_db_path
 from scanner.detectors import discover
 from scanner.output import Format
 from scanner.pipeline import Pipeline
@@ -21,48 +22,132 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help text is ours, but nothing in it is meant as markup.
+    rich_markup_mode=None,
 )
 
 DbOption = Annotated[
     str | None,
     typer.Option(
-        "--db", help="SQLAlchemy URL or SQLite file. [env: SCANNER_DB; default: scanner.db]"
+        "--db",
+        metavar="URL",
+        help="SQLAlchemy URL or SQLite file. [env: SCANNER_DB; default: scanner.db in the "
+        "per-user data folder, see `scanner status`]",
+        show_default=False,
     ),
 ]
-FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+FormatOption = Annotated[
+    Format, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)
+]
 DetectorsOption = Annotated[
     list[str] | None,
-    typer.Option("--detector", "-d", help="Run only this detector (repeatable)."),
+    typer.Option(
+        "--detector",
+        "-d",
+        metavar="NAME",
+        help="Run only this detector (repeatable).",
+        show_default=False,
+    ),
+]
+InUseOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--detector",
+        "-d",
+        metavar="NAME",
+        help="The detectors whose verdicts count (repeatable). [default: those on by default]",
+        show_default=False,
+    ),
 ]
 ElaQualityOption = Annotated[
-    int | None, typer.Option(help="JPEG quality of the ELA re-save. [default: 90]")
+    int | None,
+    typer.Option(
+        metavar="1-100", help="JPEG quality of the ELA re-save. [default: 90]", show_default=False
+    ),
 ]
 ElaMaxSideOption = Annotated[
-    int | None, typer.Option(help="Longest side of the stored ELA PNG. [default: 1024]")
+    int | None,
+    typer.Option(
+        metavar="PIXELS",
+        help="Longest side of the stored ELA PNG. [default: 1024]",
+        show_default=False,
+    ),
+]
+StoreElaOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--ela/--no-ela",
+        help="Store each image's ELA PNG (most of the database's size). [default: --ela]",
+        show_default=False,
+    ),
 ]
 FaceCropsOption = Annotated[
     bool | None,
     typer.Option(
         "--face-crops/--find-faces",
-        help="Inputs are face crops: score whole images instead of finding faces.",
+        help="Inputs are face crops: score whole images instead of finding faces. "
+        "[default: --find-faces]",
+        show_default=False,
     ),
 ]
 BatchSizeOption = Annotated[
-    int | None, typer.Option(help="Images per batch and transaction. [default: 16]")
+    int | None,
+    typer.Option(
+        metavar="N", help="Images per batch and transaction. [default: 16]", show_default=False
+    ),
 ]
-EXIT_NOT_FOUND, EXIT_DATABASE = 1, 3
+EXIT_NOT_FOUND, EXIT_USAGE, EXIT_DATABASE = 1, 2, 3
+
+
+def _print_error(level: str, message: str) -> None:
+    typer.secho(f"error: {message}", err=True, fg="red")
+
+
+_reporter = _print_error
+
+
+def set_reporter(report) -> None:
+    """Send the CLI's error lines to `report(level, message)` (the daemon: its log)."""
+    global _reporter
+    _reporter = report
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg="red")
+    """Report `message` as an error; the caller raises the returned Exit."""
+    _reporter("error", message)
     return typer.Exit(code)
 
 
-def _open(db: str | None) -> Database:
+def _open(db: str | None, *, create: bool = False) -> Database:
+    """The database of the --db option. Only `scan` and `watch` pass create=True: the commands
+    that read never create or change one."""
+    if create and db is None and not os.environ.get("SCANNER_DB"):
+        try:
+            default_db_path().parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _fail(f"cannot create {default_db_path().parent}: {exc}", EXIT_DATABASE) from None
     try:
-        return Database(db_url(db))
+        return Database(db_url(db), create=create)
     except DatabaseError as exc:
         raise _fail(str(exc), EXIT_DATABASE) from None
+
+
+def _in_use(database: Database, names: list[str] | None) -> set[str] | None:
+    """The detectors whose verdicts vote: the names given (each must be installed or known to
+    the database), or None for the database's default set."""
+    if not names:
+        return None
+    from scanner.detectors import installed_names
+    from scanner.store import queries
+
+    known = installed_names() | queries.known_detectors(database)
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise typer.BadParameter(
+            f"no detector named {', '.join(unknown)} (known: {', '.join(sorted(known))})",
+            param_hint="--detector",
+        )
+    return set(names)
 
 
 def _version(value: bool) -> None:
@@ -84,7 +169,17 @@ def main(
     warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 
-def _load_detectors(only: list[str] | None):
+def _say(level: str, message: str) -> None:
+    """A warning or note on stderr, for commands that print for people."""
+    if level == "warning":
+        typer.secho(f"warning: {message}", err=True, fg="yellow")
+    else:
+        typer.secho(f"note: {message}", err=True)
+
+
+def _load_detectors(only: list[str] | None, say=_say):
+    """The detectors to run: those named, else those on by default. `say(level, message)`
+    hears of broken plugins and of what is off (the daemon passes its logger)."""
     plugins = discover(only)
     missing = sorted(set(only or ()) - {p.name for p in plugins})
     if missing:
@@ -93,35 +188,28 @@ def _load_detectors(only: list[str] | None):
         )
     for plugin in plugins:
         if not plugin.loaded:
-            typer.secho(
-                f"warning: detector {plugin.name} skipped: {plugin.error}", err=True, fg="yellow"
-            )
+            say("warning", f"detector {plugin.name} skipped: {plugin.error}")
     detectors = [p.detector for p in plugins if p.loaded]
     if only is None:
         off = [d.name for d in detectors if not d.enabled_by_default]
         detectors = [d for d in detectors if d.enabled_by_default]
         if off:
-            typer.secho(
-                f"note: off by default (see their model cards), enable with -d: {', '.join(off)}",
-                err=True,
-            )
+            say("note", f"off by default (see their model cards), enable with -d: {', '.join(off)}")
     if not detectors:
-        typer.secho(
-            "warning: no detector loaded; images get ELA images but no verdicts "
-            "(see `scanner detectors`)",
-            err=True,
-            fg="yellow",
+        say(
+            "warning",
+            "no detector loaded; images get ELA images but no verdicts (see `scanner detectors`)",
         )
     return detectors
 
 
-def _pipeline(db, only, given: dict, on_file=None):
+def _pipeline(db, only, given: dict, on_file=None, say=_say, rescan: bool = False):
     """The database, the loaded detectors and a Pipeline over them, from the shared options
     (`given`: Settings fields; None means not given)."""
     try:
         settings = Settings(**{k: v for k, v in given.items() if v is not None})
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    database = _open(db)
-    detectors = _load_detectors(only)
-    return database, detectors, Pipeline(database, detectors, settings, on_file)
+    database = _open(db, create=True)
+    detectors = _load_detectors(only, say)
+    return database, detectors, Pipeline(database, detectors, settings, on_file, rescan=rescan)

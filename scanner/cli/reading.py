@@ -3,27 +3,35 @@
 from __future__ import annotations
 
 import json
+import os
 import re
-from datetime import datetime, timedelta
+import socket
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.progress import Progress
 
 from scanner.cli.common import (
     EXIT_NOT_FOUND,
+    EXIT_USAGE,
     DbOption,
     DetectorsOption,
     FormatOption,
+    InUseOption,
     _fail,
+    _in_use,
     _load_detectors,
     _open,
     app,
 )
-from scanner.detectors import discover
-from scanner.output import Format, emit
+from scanner.detectors import LABELS, discover
+from scanner.output import Format, dumps, emit
 from scanner.store import queries
-from scanner.store.database import utcnow
+from scanner.store.database import iso, utcnow
+from scanner.verdict import OVERALL_LABELS
 
 
 def _parse_since(text: str) -> datetime:
@@ -32,97 +40,199 @@ def _parse_since(text: str) -> datetime:
         unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match[2]]
         return utcnow() - timedelta(**{unit: int(match[1])})
     try:
-        return datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise typer.BadParameter(
-            f"{text!r}: use an ISO date (2026-11-24) or an age (30m, 24h, 7d)"
+            f"{text!r}: use an ISO time (2026-11-24, 2026-11-24T08:00:00Z) or an age (30m, 7d)",
+            param_hint="--since",
         ) from None
+    if moment.tzinfo is not None:  # the database holds naive UTC
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
+
+
+def _choice(value: str | None, allowed: tuple[str, ...], option: str) -> str | None:
+    """A label option, case-insensitive."""
+    if value is None:
+        return None
+    if value.lower() not in allowed:
+        raise typer.BadParameter(f"use {', '.join(allowed)}", param_hint=option)
+    return value.lower()
 
 
 @app.command()
 def results(
     db: DbOption = None,
-    label: Annotated[str | None, typer.Option(help="fake, real or not-applicable.")] = None,
-    detector: Annotated[
-        str | None, typer.Option("--detector", "-d", help="Only this detector's verdicts.")
+    overall: Annotated[
+        str | None,
+        typer.Option(
+            metavar="WORD",
+            help="Only images whose overall verdict is this: fake, no-sign or unknown.",
+            show_default=False,
+        ),
+    ] = None,
+    detector: InUseOption = None,
+    per_detector: Annotated[
+        bool,
+        typer.Option("--per-detector", help="One row per image and detector instead."),
+    ] = False,
+    label: Annotated[
+        str | None,
+        typer.Option(
+            metavar="WORD",
+            help="Only verdicts with this label: fake, real or not-applicable (one row per "
+            "detector).",
+            show_default=False,
+        ),
     ] = None,
     min_score: Annotated[
-        float | None, typer.Option(help="Only scores (P(fake)) at or above this.")
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            metavar="0-1",
+            help="Only scores (P(fake)) at or above this.",
+            show_default=False,
+        ),
     ] = None,
     path: Annotated[
-        str | None, typer.Option("--path", help="Only paths matching this glob (* and ?).")
+        str | None,
+        typer.Option(
+            "--path",
+            metavar="GLOB",
+            help="Only paths matching this glob (* and ?).",
+            show_default=False,
+        ),
     ] = None,
     since: Annotated[
-        str | None, typer.Option(help="Only verdicts since an ISO time (UTC) or an age: 24h, 7d.")
+        str | None,
+        typer.Option(
+            metavar="WHEN",
+            help="Only those scanned since an ISO time (UTC unless it says) or an age: 24h, 7d.",
+            show_default=False,
+        ),
     ] = None,
-    limit: Annotated[int | None, typer.Option(help="At most this many rows.")] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, metavar="N", help="At most this many rows.", show_default=False),
+    ] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """List stored verdicts, one row per image path and detector.
+    """List scanned images, one row each: path, overall verdict, highest score, the detectors
+    that flagged it, and its SHA-256.
 
-    Example: scanner results --label fake --min-score 0.9 --path '*/2026/*' --format json
+    The overall verdict counts the detectors in use: those on by default, or the ones named
+    with -d. fake: one of them flagged the image; no-sign: they judged it and none did (not
+    a proof that it is genuine); unknown: none could judge it.
+
+    Example: scanner results --overall fake --min-score 0.9 --path '*/2026/*' --format json
     """
-    if label and label not in ("fake", "real", "not-applicable"):
-        raise typer.BadParameter("use fake, real or not-applicable", param_hint="--label")
+    overall = _choice(overall, OVERALL_LABELS, "--overall")
+    label = _choice(label, LABELS, "--label")
     where = queries.ResultFilter(
-        label, detector, min_score, path, _parse_since(since) if since else None, limit
+        label, overall, min_score, path, _parse_since(since) if since else None, limit
     )
-    rows = queries.results(_open(db), where)
-    emit(
-        rows,
-        fmt,
-        ["path", "detector", "score", "label", "overall", "detector_version", "scanned_at"],
-    )
+    database = _open(db)
+    in_use = _in_use(database, detector)
+    if per_detector or label:
+        rows = queries.verdicts(database, where, detectors=in_use, in_use=in_use)
+        columns = ["path", "detector", "label", "score", "threshold", "reason", "overall"]
+        emit(rows, fmt, columns)
+        return
+    rows = queries.images(database, where, in_use)
+    if fmt is Format.table:
+        for row in rows:
+            row["sha256"] = row["sha256"][:12]
+    emit(rows, fmt, ["path", "overall", "score", "flagged_by", "sha256"])
+
+
+def _writable_file(target: Path, option: str) -> Path:
+    target = target.expanduser()
+    if target.is_dir():
+        raise typer.BadParameter(f"{target} is a folder; give a file name", param_hint=option)
+    if not target.parent.is_dir():
+        raise typer.BadParameter(f"folder {target.parent} does not exist", param_hint=option)
+    return target
+
+
+def _write(target: Path, data: bytes) -> None:
+    try:
+        target.write_bytes(data)
+    except OSError as exc:
+        raise _fail(f"cannot write {target}: {exc.strerror or exc}", EXIT_USAGE) from None
 
 
 @app.command()
 def show(
     image: Annotated[
-        str, typer.Argument(help="A scanned file's path, or its SHA-256 (or a prefix of 6+).")
+        str,
+        typer.Argument(
+            metavar="IMAGE", help="A scanned file's path, or its SHA-256 (or a prefix of 6+)."
+        ),
     ],
     db: DbOption = None,
+    detector: InUseOption = None,
+    all_verdicts: Annotated[
+        bool,
+        typer.Option("--all", help="Also list stored verdicts of detectors not in use."),
+    ] = False,
     ela: Annotated[
         Path | None,
-        typer.Option(help="Where to write the ELA PNG. [default: <sha256 prefix>.ela.png]"),
+        typer.Option(metavar="FILE", help="Write the ELA image here (PNG).", show_default=False),
+    ] = None,
+    heatmaps: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FOLDER",
+            help="Write each detector's heatmap into this folder (PNG).",
+            show_default=False,
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
-    """Print every verdict for one image and write its ELA image (and heatmaps) as PNG.
+    """Print every verdict for one image; write its ELA image and heatmaps where asked.
 
-    Example: scanner show ~/Pictures/beach.jpg --ela beach-ela.png
+    Example: scanner show ~/Pictures/beach.jpg --ela beach-ela.png --heatmaps /tmp/maps
     """
+    if ela is not None:
+        ela = _writable_file(ela, "--ela")
+    if heatmaps is not None and not heatmaps.expanduser().is_dir():
+        raise typer.BadParameter(f"{heatmaps} is not a folder", param_hint="--heatmaps")
     database = _open(db)
+    in_use = _in_use(database, detector)
     ref = str(Path(image).expanduser().absolute()) if Path(image).expanduser().exists() else image
     sha = queries.find_image(database, ref)
-    report = queries.image_report(database, sha) if sha else None
+    report = queries.image_report(database, sha, in_use) if sha else None
     if report is None:
         raise _fail(f"{image} is not in the database (scan it first)", EXIT_NOT_FOUND)
+    shown = [v for v in report["verdicts"] if all_verdicts or v["in_use"]]
+    hidden = len(report["verdicts"]) - len(shown)
     written = []
-    if report["ela"]:
-        target = ela or Path(f"{sha[:12]}.ela.png")
-        target.write_bytes(report["ela"]["png"])
-        written.append(str(target))
-    for verdict in report["verdicts"]:
-        if verdict["heatmap_png"]:
-            target = (
-                ela.parent if ela else Path(".")
-            ) / f"{sha[:12]}.{verdict['detector']}.heatmap.png"
-            target.write_bytes(verdict["heatmap_png"])
-            written.append(str(target))
+    if ela is not None:
+        if not report["ela"]:
+            raise _fail("no ELA image was stored for it (scanned with --no-ela)", EXIT_NOT_FOUND)
+        _write(ela, report["ela"]["png"])
+        written.append(str(ela))
+    if heatmaps is not None:
+        for verdict in shown:
+            if verdict["heatmap_png"]:
+                target = heatmaps.expanduser() / f"{sha[:12]}.{verdict['detector']}.heatmap.png"
+                _write(target, verdict["heatmap_png"])
+                written.append(str(target))
     overall = report["overall"]
     if as_json:
-        verdicts = [
-            {k: v for k, v in item.items() if k != "heatmap_png"} for item in report["verdicts"]
-        ]
-        out = {k: report[k] for k in ("sha256", "format", "width", "height", "size_bytes", "paths")}
+        verdicts = [{k: v for k, v in item.items() if k != "heatmap_png"} for item in shown]
+        keys = ("sha256", "format", "width", "height", "size_bytes", "first_seen_at", "paths")
+        out = {k: report[k] for k in keys}
         out |= {
             "overall": overall.label,
             "overall_score": overall.score,
             "flagged_by": list(overall.flagged_by),
+            "checked_by": list(overall.checked_by),
             "verdicts": verdicts,
             "written": written,
         }
-        typer.echo(json.dumps(out, indent=2, default=str))
+        typer.echo(dumps(out, indent=2))
         return
     size = f"{report['width']}x{report['height']}, {report['size_bytes']} bytes"
     typer.echo(f"{sha}  {report['format']} {size}")
@@ -130,13 +240,13 @@ def show(
         typer.echo(f"  {p}")
     score = "" if overall.score is None else f" (highest P(fake) {overall.score:.3f})"
     by = f", flagged by {', '.join(overall.flagged_by)}" if overall.flagged_by else ""
-    typer.echo(f"Overall: {overall.label}{score}{by}")
-    emit(
-        report["verdicts"],
-        Format.table,
-        ["detector", "label", "score", "threshold", "reason", "detector_version", "seconds"],
-    )
-    for verdict in report["verdicts"]:
+    checked = ", ".join(overall.checked_by) or "no detector could judge it"
+    typer.echo(f"Overall: {overall.label}{score}{by}; checked by: {checked}")
+    columns = ["detector", "label", "score", "threshold", "reason", "detector_version", "seconds"]
+    emit(shown, Format.table, [*columns, "in_use"] if all_verdicts else columns, shorten=None)
+    if hidden:
+        typer.echo(f"({hidden} stored verdicts of detectors not in use: --all lists them)")
+    for verdict in shown:
         if verdict["details"]:
             typer.echo(f"{verdict['detector']}:")
             for line in _detail_lines(verdict["details"]):
@@ -174,6 +284,7 @@ def detectors(fmt: FormatOption = Format.table) -> None:
         rows,
         fmt,
         ["name", "status", "default", "version", "threshold", "model_hash", "package", "error"],
+        shorten=None,
     )
 
 
@@ -181,9 +292,17 @@ def detectors(fmt: FormatOption = Format.table) -> None:
 def errors(
     db: DbOption = None,
     kind: Annotated[
-        str | None, typer.Option(help="Only this kind: corrupt, truncated, decompression-bomb, ...")
+        str | None,
+        typer.Option(
+            metavar="KIND",
+            help="Only this kind: corrupt, truncated, decompression-bomb, ...",
+            show_default=False,
+        ),
     ] = None,
-    limit: Annotated[int | None, typer.Option(help="At most this many rows.")] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, metavar="N", help="At most this many rows.", show_default=False),
+    ] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """List files that could not be scanned, and detector failures, with the reason.
@@ -200,22 +319,57 @@ def _ago(moment) -> str:
     return f"{(utcnow() - moment).total_seconds():.0f} s ago"
 
 
+def _watcher_state(watcher: dict) -> str:
+    """running, stopped, gone (its process is not running on this host), or not responding
+    (no heartbeat for two intervals: stopped without saying, or busy, on another host)."""
+    if watcher["stopped_at"]:
+        return "stopped"
+    host, _, pid = watcher["id"].rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return "gone"
+        except PermissionError:
+            pass  # running, as another user
+    every = watcher.get("heartbeat_every") or 5.0
+    age = (utcnow() - watcher["heartbeat_at"]).total_seconds()
+    return "running" if age <= 2 * every + 1 else "not responding"
+
+
 @app.command()
-def status(db: DbOption = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Totals in the database, and the state of each watch daemon writing to it.
+def status(
+    db: DbOption = None,
+    forget: Annotated[
+        bool,
+        typer.Option("--forget", help="Delete the rows of watch daemons that stopped or are gone."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Which database is used, its totals, and the state of each watch daemon writing to it.
 
     Example: scanner status --db results.db
     """
-    report = queries.status(_open(db))
+    database = _open(db)
+    report = queries.status(database)
     for watcher in report["watchers"]:
-        age = (utcnow() - watcher["heartbeat_at"]).total_seconds()
-        watcher["state"] = (
-            "stopped" if watcher["stopped_at"] else "running" if age < 60 else "not responding"
-        )
+        watcher["state"] = _watcher_state(watcher)
+    if forget:
+        ended = [w["id"] for w in report["watchers"] if w["state"] in ("stopped", "gone")]
+        if ended:
+            database.forget_watchers(ended)
+        report["forgotten"] = ended
+        report["watchers"] = [w for w in report["watchers"] if w["id"] not in ended]
+    report = {"database": _display_url(database.url)} | report
     if as_json:
-        typer.echo(json.dumps(report, default=str, indent=2))
+        for item in [report, *report["watchers"]]:
+            for key, value in item.items():
+                if isinstance(value, datetime):
+                    item[key] = iso(value)
+        typer.echo(dumps(report, indent=2))
         return
     labels = ", ".join(f"{k} {v}" for k, v in sorted(report["verdicts"].items())) or "none"
+    typer.echo(f"database: {report['database']}")
     typer.echo(
         f"images {report['images']}, files {report['files']}, errors {report['errors']}, "
         f"last scan {_ago(report['last_scan_at'])}"
@@ -226,6 +380,15 @@ def status(db: DbOption = None, as_json: Annotated[bool, typer.Option("--json")]
             f"watcher {w['id']} {w['state']}: {w['roots']} queue={w['queue_length']} "
             f"scanned={w['scanned']} errors={w['errors']} heartbeat {_ago(w['heartbeat_at'])}"
         )
+    for ended in report.get("forgotten", []):
+        typer.echo(f"forgot watcher {ended}")
+
+
+def _display_url(url: str) -> str:
+    """The database URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 @app.command()
@@ -233,20 +396,29 @@ def evaluate(
     folder: Annotated[
         Path,
         typer.Argument(
+            metavar="FOLDER",
             help="A folder of class subfolders (fake/real, tampered/authentic...).",
             exists=True,
             file_okay=False,
         ),
     ],
     detector: DetectorsOption = None,
-    fake: Annotated[list[str] | None, typer.Option(help="Subfolder names that hold fakes.")] = None,
-    real: Annotated[list[str] | None, typer.Option(help="Subfolder names that hold reals.")] = None,
+    fake: Annotated[
+        list[str] | None,
+        typer.Option(metavar="NAME", help="Subfolder names that hold fakes.", show_default=False),
+    ] = None,
+    real: Annotated[
+        list[str] | None,
+        typer.Option(metavar="NAME", help="Subfolder names that hold reals.", show_default=False),
+    ] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Score a labelled folder with the installed detectors and print their metrics.
 
-    Per detector: images per class, accuracy at its threshold, ROC AUC, true-positive rate at
-    5% false-positive rate, and how many images it found not applicable. The images go through
+    Per detector: images per class it judged; at its threshold, the accuracy, the share of
+    fakes flagged (tpr) and of reals flagged (fpr); ROC AUC; the true-positive rate at 5%
+    false-positive rate; and how many images it found not applicable. A metric that needs a
+    class it judged no image of is left empty (null in JSON). The images go through
     the same pipeline as `scanner scan`, into a temporary database.
 
     Example: scanner evaluate ../shared/data/casia1 --fake tampered --real authentic
@@ -258,7 +430,11 @@ def evaluate(
     if not items or len({y for _, y in items}) < 2:
         raise typer.BadParameter(f"{folder} needs a fake and a real subfolder with images")
     detectors = _load_detectors(detector)
-    rows = [{"detector": name} | vars(m) for name, m in run_evaluation(items, detectors).items()]
+    shown = Console(stderr=True).is_terminal
+    with Progress(transient=True, console=Console(stderr=True), disable=not shown) as bar:
+        task = bar.add_task("scoring", total=len(items))
+        metrics = run_evaluation(items, detectors, progress=lambda n: bar.advance(task, n))
+    rows = [{"detector": name} | vars(m) for name, m in metrics.items()]
     emit(
         rows,
         fmt,
@@ -267,9 +443,12 @@ def evaluate(
             "n_fake",
             "n_real",
             "accuracy",
+            "tpr",
+            "fpr",
             "roc_auc",
             "tpr_at_5_fpr",
             "not_applicable_fake",
             "not_applicable_real",
         ],
+        shorten=None,
     )

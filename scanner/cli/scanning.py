@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import sys
@@ -20,12 +19,15 @@ from scanner.cli.common import (
     ElaMaxSideOption,
     ElaQualityOption,
     FaceCropsOption,
+    StoreElaOption,
     _fail,
     _pipeline,
     app,
+    set_reporter,
 )
-from scanner.logs import LogFormat, log_outcome, setup_logging
-from scanner.pipeline import ScanStats, iter_files
+from scanner.logs import WORDS, LogFormat, log_outcome, setup_logging
+from scanner.output import display_path, dumps
+from scanner.pipeline import FileOutcome, ScanStats, iter_files
 from scanner.store import DatabaseError
 from scanner.watch import Watcher
 
@@ -35,7 +37,11 @@ def _print_summary(stats: ScanStats, detectors) -> None:
     typer.echo(f"Scanned {stats.scanned} images in {stats.seconds:.1f} s ({rate:.1f} images/s)")
     typer.echo(f"  unchanged, skipped:     {stats.unchanged}")
     typer.echo(f"  duplicates of known:    {stats.duplicates}")
-    typer.echo(f"  not images, skipped:    {stats.not_images}")
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(stats.skipped.items()))
+    typer.echo(
+        f"  not images, skipped:    {stats.not_images}"
+        + (f"  ({kinds}; --verbose names them)" if kinds else "")
+    )
     typer.echo(
         f"  errors:                 {stats.errors}" + ("  (scanner errors)" if stats.errors else "")
     )
@@ -47,24 +53,64 @@ def _print_summary(stats: ScanStats, detectors) -> None:
             typer.echo(f"  {det.name}: {stats.flagged.get(det.name, 0)} of {stats.scanned}")
 
 
+def _say_outcome(item: FileOutcome) -> None:
+    """--verbose: one line on stderr per file that was not simply scanned."""
+    if item.outcome != "scanned":
+        word = WORDS.get(item.outcome, item.outcome)
+        detail = f" ({item.detail})" if item.detail else ""
+        typer.echo(f"{word}: {display_path(item.path)}{detail}", err=True)
+
+
 @app.command()
 def scan(
-    paths: Annotated[list[Path], typer.Argument(help="Files and folders to scan.", exists=True)],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(metavar="PATH...", help="Files and folders to scan.", exists=True),
+    ],
     db: DbOption = None,
     detector: DetectorsOption = None,
+    rescan: Annotated[
+        bool,
+        typer.Option(
+            "--rescan", help="Read every file and run every detector again, changed or not."
+        ),
+    ] = False,
+    follow_links: Annotated[
+        bool,
+        typer.Option(
+            "--follow-links",
+            help="Walk folders behind symbolic links (each folder once). Without it they are "
+            "counted as skipped.",
+        ),
+    ] = False,
     face_crops: FaceCropsOption = None,
     ela_quality: ElaQualityOption = None,
     ela_max_side: ElaMaxSideOption = None,
+    store_ela: StoreElaOption = None,
     batch_size: BatchSizeOption = None,
     progress: Annotated[
         bool | None,
-        typer.Option("--progress/--no-progress", help="Progress bar. [default: on a terminal]"),
+        typer.Option(
+            "--progress/--no-progress",
+            help="Progress bar. [default: on a terminal]",
+            show_default=False,
+        ),
     ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Name every file not scanned (skipped, unchanged, duplicate, error) on stderr.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Scan files and folders once; store verdicts, ELA images and errors.
 
-    Unchanged files from earlier scans are skipped without being read.
+    Unchanged files from earlier scans are skipped without being read. A detector whose version
+    or settings (--face-crops, --ela-quality, its options) changed since a file's verdict was
+    made runs again on it.
 
     Example: scanner scan ~/Pictures /mnt/photos --db results.db
     """
@@ -73,9 +119,12 @@ def scan(
         "ela_max_side": ela_max_side,
         "batch_size": batch_size,
         "face_crops": face_crops,
+        "store_ela": store_ela,
     }
-    database, detectors, pipeline = _pipeline(db, detector, given)
-    files = list(iter_files(paths))
+    database, detectors, pipeline = _pipeline(
+        db, detector, given, on_file=_say_outcome if verbose else None, rescan=rescan
+    )
+    files = list(iter_files(paths, follow_links=follow_links))
     show_progress = sys.stderr.isatty() if progress is None else progress
     try:
         if show_progress:
@@ -87,7 +136,7 @@ def scan(
     except DatabaseError as exc:
         raise _fail(str(exc), EXIT_DATABASE) from None
     if as_json:
-        typer.echo(json.dumps(stats.as_dict()))
+        typer.echo(dumps(stats.as_dict()))
     else:
         _print_summary(stats, detectors)
 
@@ -95,7 +144,8 @@ def scan(
 @app.command()
 def watch(
     folders: Annotated[
-        list[Path], typer.Argument(help="Folders to watch.", exists=True, file_okay=False)
+        list[Path],
+        typer.Argument(metavar="FOLDER...", help="Folders to watch.", exists=True, file_okay=False),
     ],
     db: DbOption = None,
     detector: DetectorsOption = None,
@@ -105,12 +155,18 @@ def watch(
     settle: Annotated[
         float | None,
         typer.Option(
+            metavar="SECONDS",
             help="Seconds a file must be quiet before it is scanned. [default: 0.25, "
-            "2 with --polling]"
+            "2 with --polling]",
+            show_default=False,
         ),
     ] = None,
     reconcile: Annotated[
-        float, typer.Option(help="Seconds between passes that catch events the kernel dropped.")
+        float,
+        typer.Option(
+            metavar="SECONDS",
+            help="Seconds between passes that catch events the kernel dropped.",
+        ),
     ] = 300.0,
     log_format: Annotated[
         LogFormat, typer.Option(help="Log lines as text or JSON.")
@@ -118,6 +174,7 @@ def watch(
     face_crops: FaceCropsOption = None,
     ela_quality: ElaQualityOption = None,
     ela_max_side: ElaMaxSideOption = None,
+    store_ela: StoreElaOption = None,
     batch_size: BatchSizeOption = None,
 ) -> None:
     """Scan every image that arrives in FOLDERS (and below) until stopped.
@@ -128,13 +185,19 @@ def watch(
     Example: scanner watch /incoming --db results.db --log-format json
     """
     setup_logging(log_format)
+    log = logging.getLogger("scanner.watch")
     given = {
         "ela_quality": ela_quality,
         "ela_max_side": ela_max_side,
         "batch_size": batch_size,
         "face_crops": face_crops,
+        "store_ela": store_ela,
     }
-    database, detectors, pipeline = _pipeline(db, detector, given, on_file=log_outcome)
+    # Every line the daemon writes goes through its log format, its own errors included.
+    set_reporter(lambda level, message: getattr(log, level)(message))
+    database, detectors, pipeline = _pipeline(
+        db, detector, given, on_file=log_outcome, say=lambda level, message: log.warning(message)
+    )
     watcher = Watcher(
         [str(f) for f in folders],
         database,

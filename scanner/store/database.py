@@ -12,13 +12,23 @@ from sqlalchemy import Connection, Table, delete, insert, select, tuple_
 from sqlalchemy.exc import SQLAlchemyError
 
 from scanner.store import tables
-from scanner.store.engine import WRITE, DatabaseError, make_engine, migrate
+from scanner.store.engine import WRITE, DatabaseError, check_current, make_engine, migrate
 
 CHUNK = 500  # rows per IN (...) query; SQLite allows 32766 variables, PostgreSQL more
 
 
 def utcnow() -> datetime:
+    """Now in UTC, naive: every time in the database is UTC."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def iso(moment: datetime | None) -> str | None:
+    """The one form every command prints a time in: ISO 8601, seconds, UTC marked `Z`."""
+    if moment is None:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment.isoformat(timespec="seconds") + "Z"
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,7 @@ class ElaRecord:
     sha256: str
     quality: int
     max_diff: int
+    scale: int
     width: int
     height: int
     png: bytes
@@ -70,6 +81,7 @@ class VerdictRecord:
     details: dict | None
     heatmap_png: bytes | None
     seconds: float
+    settings: dict | None = None
 
 
 @dataclass
@@ -123,13 +135,39 @@ def _chunks(items: Sequence, size: int = CHUNK) -> Iterator[Sequence]:
         yield items[start : start + size]
 
 
-class Database:
-    """A scanner database at a SQLAlchemy URL, migrated to the current schema on open."""
+@dataclass(frozen=True)
+class DetectorRecord:
+    name: str
+    version: str
+    threshold: float | None
+    enabled_by_default: bool
+    description: str | None = None
 
-    def __init__(self, url: str):
+
+def settings_json(settings: dict | None) -> str | None:
+    """The one text form of a verdict's settings: what is stored, and what is compared."""
+    return json.dumps(settings, sort_keys=True, default=str) if settings else None
+
+
+class Database:
+    """A scanner database at a SQLAlchemy URL.
+
+    `create=True` (scan, watch): created if missing and migrated to the current schema.
+    `create=False` (the commands that read): it must exist, be ours and be current; nothing is
+    created or changed.
+    """
+
+    def __init__(self, url: str, *, create: bool = True):
         self.url = url
-        self.engine = make_engine(url)
-        migrate(self.engine)
+        self.engine = make_engine(url, create=create)
+        try:
+            if create:
+                migrate(self.engine)
+            else:
+                check_current(self.engine)
+        except DatabaseError:
+            self.engine.dispose()
+            raise
 
     def close(self) -> None:
         self.engine.dispose()
@@ -162,26 +200,39 @@ class Database:
                     )
         return found
 
-    def detector_versions(self, shas: Iterable[str]) -> dict[str, dict[str, str]]:
-        """For each known image among `shas`: {detector: version} of its stored verdicts.
-
-        An image with an ELA row but no verdicts maps to {}; an unknown image is absent.
-        """
-        v, e = tables.verdicts, tables.ela_images
-        found: dict[str, dict[str, str]] = {}
+    def detector_versions(self, shas: Iterable[str]) -> dict[str, dict[str, tuple]]:
+        """For each known image among `shas`: {detector: (version, settings JSON)} of its
+        stored verdicts. A stored image without verdicts maps to {}; an unknown one is absent."""
+        v, e = tables.verdicts, tables.images
+        found: dict[str, dict[str, tuple]] = {}
         with self.read() as conn:
             for chunk in _chunks(sorted(set(shas))):
                 for (sha,) in conn.execute(select(e.c.sha256).where(e.c.sha256.in_(chunk))):
                     found[sha] = {}
-                query = select(v.c.sha256, v.c.detector, v.c.detector_version)
+                query = select(v.c.sha256, v.c.detector, v.c.detector_version, v.c.settings)
                 for row in conn.execute(query.where(v.c.sha256.in_(chunk))):
-                    found.setdefault(row.sha256, {})[row.detector] = row.detector_version
+                    found.setdefault(row.sha256, {})[row.detector] = (
+                        row.detector_version,
+                        row.settings,
+                    )
         return found
+
+    def record_detectors(self, detectors: Sequence[DetectorRecord]) -> None:
+        """Remember the detectors a scan runs with (version, threshold, on by default)."""
+        rows = [asdict(d) | {"updated_at": utcnow()} for d in detectors]
+        with self.write() as conn:
+            _upsert(conn, tables.detectors, rows)
 
     def heartbeat(self, watcher: dict) -> None:
         """Record a watch daemon's state (keys: the columns of the watchers table)."""
         with self.write() as conn:
             _upsert(conn, tables.watchers, [watcher | {"heartbeat_at": utcnow()}])
+
+    def forget_watchers(self, ids: Sequence[str]) -> int:
+        """Delete the rows of watch daemons that are no longer running; returns how many."""
+        with self.write() as conn:
+            w = tables.watchers
+            return conn.execute(delete(w).where(w.c.id.in_(list(ids)))).rowcount
 
     def save(self, batch: Batch) -> None:
         """Store a batch atomically. Errors of every path in it are replaced by its new ones."""
@@ -194,6 +245,7 @@ class Database:
             for record in batch.verdicts:
                 row = asdict(record) | {"scanned_at": now}
                 row["details"] = json.dumps(record.details, default=str) if record.details else None
+                row["settings"] = settings_json(record.settings)
                 verdict_rows.append(row)
             _upsert(conn, tables.verdicts, verdict_rows)
             _upsert(conn, tables.files, [asdict(r) | {"scanned_at": now} for r in batch.files])

@@ -1,22 +1,27 @@
-"""Reading results back: filters for `scanner results`, one image for `scanner show`, errors."""
+"""Reading results back: images with their overall verdict, verdicts, one image, errors, status.
+
+The overall verdict counts the detectors in use (see scanner/verdict.py): the names a caller
+passes, else the database's default set (detectors table, enabled_by_default).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
 
 from scanner.store import tables
-from scanner.store.database import Database
+from scanner.store.database import Database, iso
 from scanner.verdict import overall
 
 
 @dataclass
 class ResultFilter:
-    label: str | None = None
-    detector: str | None = None
+    label: str | None = None  # per-detector label (verdict rows only)
+    overall: str | None = None  # overall verdict
     min_score: float | None = None
     path_glob: str | None = None
     since: datetime | None = None
@@ -38,7 +43,22 @@ def glob_to_like(pattern: str) -> str:
     return "".join(out)
 
 
-def _overall_by_sha(conn, shas: set[str]) -> dict:
+def default_detectors(db: Database) -> set[str]:
+    """The detectors whose verdicts vote when none are named: on by default at their last scan."""
+    d = tables.detectors
+    with db.read() as conn:
+        return set(conn.execute(select(d.c.name).where(d.c.enabled_by_default)).scalars())
+
+
+def known_detectors(db: Database) -> set[str]:
+    """Every detector this database has a record or a verdict of."""
+    d, v = tables.detectors, tables.verdicts
+    with db.read() as conn:
+        names = set(conn.execute(select(d.c.name)).scalars())
+        return names | set(conn.execute(select(v.c.detector).distinct()).scalars())
+
+
+def _verdicts_by_sha(conn, shas: Collection[str]) -> dict[str, list[tuple]]:
     v = tables.verdicts
     found: dict[str, list] = {sha: [] for sha in shas}
     sha_list = sorted(shas)
@@ -46,23 +66,71 @@ def _overall_by_sha(conn, shas: set[str]) -> dict:
         query = select(v.c.sha256, v.c.detector, v.c.label, v.c.score)
         for row in conn.execute(query.where(v.c.sha256.in_(sha_list[start : start + 500]))):
             found[row.sha256].append((row.detector, row.label, row.score))
-    return {sha: overall(triples) for sha, triples in found.items()}
+    return found
 
 
-def results(db: Database, where: ResultFilter) -> list[dict]:
-    """One row per (path, detector) verdict matching `where`, with the image's overall verdict."""
+def _files(where: ResultFilter):
+    f = tables.files
+    query = select(f.c.path, f.c.sha256, f.c.scanned_at).where(f.c.status == "ok")
+    if where.path_glob:
+        query = query.where(f.c.path.like(glob_to_like(where.path_glob), escape="\\"))
+    if where.since:
+        query = query.where(f.c.scanned_at >= where.since)
+    return query.order_by(f.c.path)
+
+
+def images(db: Database, where: ResultFilter, in_use: Collection[str] | None = None) -> list[dict]:
+    """One row per scanned path: its overall verdict (by the detectors `in_use`, default set if
+    None), the highest score, which detectors flagged it and which could judge it."""
+    in_use = default_detectors(db) if in_use is None else set(in_use)
+    with db.read() as conn:
+        files = conn.execute(_files(where)).all()
+        verdicts = _verdicts_by_sha(conn, {row.sha256 for row in files})
+    rows = []
+    for path, sha, scanned_at in files:
+        result = overall(verdicts[sha], in_use)
+        if where.overall and result.label != where.overall:
+            continue
+        if where.min_score is not None and (result.score is None or result.score < where.min_score):
+            continue
+        rows.append(
+            {
+                "path": path,
+                "overall": result.label,
+                "score": result.score,
+                "flagged_by": list(result.flagged_by),
+                "checked_by": list(result.checked_by),
+                "sha256": sha,
+                "scanned_at": iso(scanned_at),
+            }
+        )
+        if where.limit and len(rows) >= where.limit:
+            break
+    return rows
+
+
+def verdicts(
+    db: Database,
+    where: ResultFilter,
+    detectors: Collection[str] | None = None,
+    in_use: Collection[str] | None = None,
+) -> list[dict]:
+    """One row per (path, detector) verdict of `detectors` (all when None) matching `where`,
+    with the image's overall verdict by the detectors `in_use` (default set if None)."""
+    in_use = default_detectors(db) if in_use is None else set(in_use)
     f, v = tables.files, tables.verdicts
     query = (
         select(
             f.c.path,
-            v.c.sha256,
             v.c.detector,
-            v.c.detector_version,
-            v.c.model_hash,
             v.c.label,
             v.c.score,
             v.c.threshold,
             v.c.reason,
+            v.c.detector_version,
+            v.c.model_hash,
+            v.c.settings,
+            v.c.sha256,
             v.c.scanned_at,
         )
         .join(v, v.c.sha256 == f.c.sha256)
@@ -71,23 +139,28 @@ def results(db: Database, where: ResultFilter) -> list[dict]:
     )
     if where.label:
         query = query.where(v.c.label == where.label)
-    if where.detector:
-        query = query.where(v.c.detector == where.detector)
+    if detectors:
+        query = query.where(v.c.detector.in_(sorted(detectors)))
     if where.min_score is not None:
         query = query.where(v.c.score >= where.min_score)
     if where.path_glob:
         query = query.where(f.c.path.like(glob_to_like(where.path_glob), escape="\\"))
     if where.since:
         query = query.where(v.c.scanned_at >= where.since)
-    if where.limit:
-        query = query.limit(where.limit)
     with db.read() as conn:
         rows = [dict(row._mapping) for row in conn.execute(query)]
-        verdict = _overall_by_sha(conn, {row["sha256"] for row in rows})
+        by_sha = _verdicts_by_sha(conn, {row["sha256"] for row in rows})
+    out = []
     for row in rows:
-        row["scanned_at"] = row["scanned_at"].isoformat(timespec="seconds")
-        row["overall"] = verdict[row["sha256"]].label
-    return rows
+        row["scanned_at"] = iso(row["scanned_at"])
+        row["settings"] = json.loads(row["settings"]) if row["settings"] else None
+        row["overall"] = overall(by_sha[row["sha256"]], in_use).label
+        if where.overall and row["overall"] != where.overall:
+            continue
+        out.append(row)
+        if where.limit and len(out) >= where.limit:
+            break
+    return out
 
 
 def find_image(db: Database, ref: str) -> str | None:
@@ -105,8 +178,10 @@ def find_image(db: Database, ref: str) -> str | None:
     return None
 
 
-def image_report(db: Database, sha: str) -> dict | None:
-    """Everything known about one image: metadata, paths, verdicts, overall verdict, ELA PNG."""
+def image_report(db: Database, sha: str, in_use: Collection[str] | None = None) -> dict | None:
+    """Everything known about one image: metadata, paths, verdicts (each marked in_use or not),
+    the overall verdict by the detectors `in_use` (default set if None), and the ELA PNG."""
+    in_use = default_detectors(db) if in_use is None else set(in_use)
     i, f, v, e = tables.images, tables.files, tables.verdicts, tables.ela_images
     with db.read() as conn:
         image = conn.execute(select(i).where(i.c.sha256 == sha)).first()
@@ -116,14 +191,18 @@ def image_report(db: Database, sha: str) -> dict | None:
         verdict_rows = conn.execute(select(v).where(v.c.sha256 == sha).order_by(v.c.detector))
         ela = conn.execute(select(e).where(e.c.sha256 == sha)).first()
         report = dict(image._mapping)
+        report["first_seen_at"] = iso(report["first_seen_at"])
         report["paths"] = list(paths.scalars())
         report["verdicts"] = []
         for row in verdict_rows:
             item = dict(row._mapping)
             item["details"] = json.loads(item["details"]) if item["details"] else None
+            item["settings"] = json.loads(item["settings"]) if item["settings"] else None
+            item["scanned_at"] = iso(item["scanned_at"])
+            item["in_use"] = item["detector"] in in_use
             report["verdicts"].append(item)
     triples = [(r["detector"], r["label"], r["score"]) for r in report["verdicts"]]
-    report["overall"] = overall(triples)
+    report["overall"] = overall(triples, in_use)
     report["ela"] = dict(ela._mapping) if ela else None
     return report
 
@@ -138,12 +217,13 @@ def list_errors(db: Database, kind: str | None = None, limit: int | None = None)
     with db.read() as conn:
         rows = [dict(row._mapping) for row in conn.execute(query)]
     for row in rows:
-        row["at"] = row["at"].isoformat(timespec="seconds")
+        row["at"] = iso(row["at"])
     return rows
 
 
 def status(db: Database) -> dict:
-    """Totals (images, files, verdicts per label, errors, last scan) and the watch daemons."""
+    """Totals (images, files, verdicts per label, errors, last scan) and the watch daemons.
+    Times are datetimes (UTC); the caller formats them."""
     i, f, v, e, w = tables.images, tables.files, tables.verdicts, tables.errors, tables.watchers
     with db.read() as conn:
         labels = dict(conn.execute(select(v.c.label, func.count()).group_by(v.c.label)).all())

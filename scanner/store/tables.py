@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -36,32 +37,44 @@ images = Table(
 )
 
 # Where each picture was seen. size and mtime let an unchanged file be skipped unread.
-# status is "ok" (the bytes were scanned) or "error" (see the errors table).
+# status is "ok" (the bytes were scanned; sha256 names the image) or "error" (sha256 is NULL:
+# the errors table says why, and holds the hash of the bytes when they could be read).
 files = Table(
     "files",
     metadata,
     Column("path", Text, primary_key=True),
-    Column("sha256", String(64), nullable=True, index=True),
+    Column(
+        "sha256",
+        String(64),
+        ForeignKey("images.sha256", name="fk_files_sha256_images"),
+        nullable=True,
+        index=True,
+    ),
     Column("size_bytes", BigInteger, nullable=False),
     Column("mtime_ns", BigInteger, nullable=False),
     Column("status", String(16), nullable=False),
     Column("scanned_at", DateTime, nullable=False),
 )
 
-# The Error Level Analysis image of each picture, as PNG (longest side capped).
+# The Error Level Analysis image of each picture, as PNG (longest side capped): the absolute
+# difference between the image and its JPEG re-save at `quality`, multiplied by `scale` and
+# clipped to 255 (a fixed scale, so brightness compares across images). scale is NULL for rows
+# written before release 0.2, which were stretched per image so their brightest pixel was 255.
 ela_images = Table(
     "ela_images",
     metadata,
     Column("sha256", String(64), ForeignKey("images.sha256"), primary_key=True),
     Column("quality", Integer, nullable=False),
     Column("max_diff", Integer, nullable=False),
+    Column("scale", Integer, nullable=True),
     Column("width", Integer, nullable=False),
     Column("height", Integer, nullable=False),
     Column("png", LargeBinary, nullable=False),
 )
 
 # The latest verdict of each detector on each picture. detector_version and model_hash say which
-# model produced it, so results from an older detector can be told apart and re-scanned.
+# model produced it, and settings (JSON) the scan settings it depended on (face crops, ELA
+# quality, options): a change in any of them re-runs that detector.
 verdicts = Table(
     "verdicts",
     metadata,
@@ -74,6 +87,7 @@ verdicts = Table(
     Column("threshold", Float, nullable=True),
     Column("reason", Text, nullable=True),
     Column("details", Text, nullable=True),
+    Column("settings", Text, nullable=True),
     Column("heatmap_png", LargeBinary, nullable=True),
     Column("seconds", Float, nullable=False),
     Column("scanned_at", DateTime, nullable=False),
@@ -106,4 +120,20 @@ watchers = Table(
     Column("scanned", Integer, nullable=False),
     Column("errors", Integer, nullable=False),
     Column("last_scan_at", DateTime, nullable=True),
+    # Seconds between heartbeats: a daemon silent for longer than two is reported gone.
+    Column("heartbeat_every", Float, nullable=True),
+)
+
+# The detectors each scan ran with, as of the latest scan that used them. The overall verdict
+# of an image counts the verdicts of the detectors in use: by default those with
+# enabled_by_default true (the image_results view uses exactly that set).
+detectors = Table(
+    "detectors",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("version", String(50), nullable=False),
+    Column("threshold", Float, nullable=True),
+    Column("enabled_by_default", Boolean, nullable=False),
+    Column("description", Text, nullable=True),
+    Column("updated_at", DateTime, nullable=False),
 )
