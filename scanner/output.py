@@ -101,12 +101,13 @@ def emit(
         width = shutil.get_terminal_size().columns if terminal else None
         if width and shorten in columns and cells:
             at = list(columns).index(shorten)
+            # Columns are separated by two spaces of padding (none at the table's edges).
             others = sum(
-                max(len(c), *(len(r[i]) for r in cells)) + 1
+                max(len(c), *(len(r[i]) for r in cells)) + 2
                 for i, c in enumerate(columns)
                 if i != at
             )
-            room = max(len(shorten), width - others - 1, 12)
+            room = max(len(shorten), width - others, 12)
             for r in cells:
                 r[at] = middle_ellipsis(r[at], room)
         table = Table(*columns, box=None, pad_edge=False, header_style="bold")

@@ -19,6 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from scanner.config import Settings
 from scanner.detectors import Detector, Result
 from scanner.imaging import (
@@ -375,7 +378,10 @@ class Pipeline:
         image = ImageRecord(sample.sha256, sample.format, width, height, len(sample.data))
         if not self.settings.store_ela:
             return image, None
-        shown = scale_difference(sample.ela_difference(), ELA_SCALE)
+        difference = sample.ela_difference()
+        if self.settings.ela_grey:
+            difference = Image.fromarray(np.asarray(difference).max(axis=2))
+        shown = scale_difference(difference, ELA_SCALE)
         png = to_png(shown, self.settings.ela_max_side)
         shrink = min(1.0, self.settings.ela_max_side / max(shown.size))
         return image, ElaRecord(

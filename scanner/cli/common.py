@@ -69,7 +69,16 @@ ElaMaxSideOption = Annotated[
     int | None,
     typer.Option(
         metavar="PIXELS",
-        help="Longest side of the stored ELA PNG. [default: 1024]",
+        help="Longest side of the stored ELA PNG. [default: 768]",
+        show_default=False,
+    ),
+]
+ElaGreyOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--ela-grey/--ela-colour",
+        help="Store the ELA PNG as one grey channel, the largest difference of the three (a "
+        "third of the size of colour). [default: --ela-grey]",
         show_default=False,
     ),
 ]

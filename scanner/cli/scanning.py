@@ -16,6 +16,7 @@ from scanner.cli.common import (
     BatchSizeOption,
     DbOption,
     DetectorsOption,
+    ElaGreyOption,
     ElaMaxSideOption,
     ElaQualityOption,
     FaceCropsOption,
@@ -87,6 +88,7 @@ def scan(
     ela_quality: ElaQualityOption = None,
     ela_max_side: ElaMaxSideOption = None,
     store_ela: StoreElaOption = None,
+    ela_grey: ElaGreyOption = None,
     batch_size: BatchSizeOption = None,
     progress: Annotated[
         bool | None,
@@ -120,6 +122,7 @@ def scan(
         "batch_size": batch_size,
         "face_crops": face_crops,
         "store_ela": store_ela,
+        "ela_grey": ela_grey,
     }
     database, detectors, pipeline = _pipeline(
         db, detector, given, on_file=_say_outcome if verbose else None, rescan=rescan
@@ -175,6 +178,7 @@ def watch(
     ela_quality: ElaQualityOption = None,
     ela_max_side: ElaMaxSideOption = None,
     store_ela: StoreElaOption = None,
+    ela_grey: ElaGreyOption = None,
     batch_size: BatchSizeOption = None,
 ) -> None:
     """Scan every image that arrives in FOLDERS (and below) until stopped.
@@ -192,6 +196,7 @@ def watch(
         "batch_size": batch_size,
         "face_crops": face_crops,
         "store_ela": store_ela,
+        "ela_grey": ela_grey,
     }
     # Every line the daemon writes goes through its log format, its own errors included.
     set_reporter(lambda level, message: getattr(log, level)(message))

@@ -1,0 +1,40 @@
+"""Formatting rows for people and programs: no markup from data, readable paths, strict JSON."""
+
+import io
+import json
+import re
+import sys
+
+from scanner.output import Format, display_path, emit, middle_ellipsis
+
+
+def test_middle_ellipsis_keeps_the_file_name():
+    path = "/srv/photos/2026/holidays/a-very-long-folder-name/beach.jpg"
+    short = middle_ellipsis(path, 30)
+    assert len(short) == 30 and short.endswith("beach.jpg") and "…" in short
+    assert middle_ellipsis("short.jpg", 30) == "short.jpg"
+
+
+def test_a_narrow_terminal_shortens_the_path_not_the_verdict(monkeypatch):
+    out = io.StringIO()
+    out.isatty = lambda: True
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setenv("COLUMNS", "60")
+    row = {"path": "/srv/" + "x" * 80 + "/beach.jpg", "overall": "no-sign", "score": 0.25}
+    emit([row], Format.table, ["path", "overall", "score"])
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", out.getvalue()).splitlines()
+    assert all(len(line) <= 60 for line in lines)
+    assert "beach.jpg" in lines[1] and "no-sign" in lines[1] and "0.2500" in lines[1]
+
+
+def test_data_is_never_read_as_markup(monkeypatch, capsys):
+    row = {"path": "/photos/[/]/[bold]x[/bold].jpg", "overall": "fake"}
+    emit([row], Format.table, ["path", "overall"])
+    assert "/photos/[/]/[bold]x[/bold].jpg" in capsys.readouterr().out
+
+
+def test_json_is_strict_and_paths_that_are_not_utf8_display(capsys):
+    emit([{"score": float("nan")}], Format.json, ["score"])
+    assert json.loads(capsys.readouterr().out) == [{"score": None}]
+    undecodable = b"/photos/\xff\xfe.jpg".decode("utf-8", "surrogateescape")
+    assert display_path(undecodable) == "/photos/\ufffd\ufffd.jpg"
