@@ -8,6 +8,7 @@ import logging
 import sys
 from datetime import datetime, timezone
 
+from scanner.output import display_path
 from scanner.pipeline import FileOutcome
 
 # ScanStats counter names as the words a log line uses.
@@ -25,12 +26,21 @@ class LogFormat(str, enum.Enum):
     json = "json"
 
 
+def _utc(record: logging.LogRecord) -> str:
+    """The record's time as every scanner time is printed: ISO 8601, UTC, `Z` (milliseconds)."""
+    moment = datetime.fromtimestamp(record.created, timezone.utc).replace(tzinfo=None)
+    return moment.isoformat(timespec="milliseconds") + "Z"
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{_utc(record)} {record.levelname} {record.getMessage()}"
+
+
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(
-                timespec="milliseconds"
-            ),
+            "time": _utc(record),
             "level": record.levelname.lower(),
             "message": record.getMessage(),
         }
@@ -43,7 +53,7 @@ def setup_logging(fmt: LogFormat) -> None:
     if fmt is LogFormat.json:
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.setFormatter(_TextFormatter())
     root = logging.getLogger("scanner")
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
@@ -61,7 +71,7 @@ def log_outcome(item: FileOutcome) -> None:
         level,
         "%s %s%s",
         word,
-        item.path,
+        display_path(item.path),
         f" ({item.detail})" if item.detail else "",
         extra={"fields": fields},
     )

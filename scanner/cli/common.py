@@ -22,8 +22,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    # Help text is ours, but nothing in it is meant as markup.
-    rich_markup_mode=None,
 )
 
 DbOption = Annotated[
@@ -31,8 +29,8 @@ DbOption = Annotated[
     typer.Option(
         "--db",
         metavar="URL",
-        help="SQLAlchemy URL or SQLite file. [env: SCANNER_DB; default: scanner.db in the "
-        "per-user data folder, see `scanner status`]",
+        help="SQLAlchemy URL or SQLite file. (env: SCANNER_DB; default: scanner.db in the "
+        "per-user data folder, see `scanner status`)",
         show_default=False,
     ),
 ]
@@ -55,21 +53,21 @@ InUseOption = Annotated[
         "--detector",
         "-d",
         metavar="NAME",
-        help="The detectors whose verdicts count (repeatable). [default: those on by default]",
+        help="The detectors whose verdicts count (repeatable). (default: those on by default)",
         show_default=False,
     ),
 ]
 ElaQualityOption = Annotated[
     int | None,
     typer.Option(
-        metavar="1-100", help="JPEG quality of the ELA re-save. [default: 90]", show_default=False
+        metavar="1-100", help="JPEG quality of the ELA re-save. (default: 90)", show_default=False
     ),
 ]
 ElaMaxSideOption = Annotated[
     int | None,
     typer.Option(
         metavar="PIXELS",
-        help="Longest side of the stored ELA PNG. [default: 768]",
+        help="Longest side of the stored ELA PNG. (default: 768)",
         show_default=False,
     ),
 ]
@@ -78,7 +76,7 @@ ElaGreyOption = Annotated[
     typer.Option(
         "--ela-grey/--ela-colour",
         help="Store the ELA PNG as one grey channel, the largest difference of the three (a "
-        "third of the size of colour). [default: --ela-grey]",
+        "third of the size of colour). (default: --ela-grey)",
         show_default=False,
     ),
 ]
@@ -86,7 +84,7 @@ StoreElaOption = Annotated[
     bool | None,
     typer.Option(
         "--ela/--no-ela",
-        help="Store each image's ELA PNG (most of the database's size). [default: --ela]",
+        help="Store each image's ELA PNG (most of the database's size). (default: --ela)",
         show_default=False,
     ),
 ]
@@ -95,14 +93,14 @@ FaceCropsOption = Annotated[
     typer.Option(
         "--face-crops/--find-faces",
         help="Inputs are face crops: score whole images instead of finding faces. "
-        "[default: --find-faces]",
+        "(default: --find-faces)",
         show_default=False,
     ),
 ]
 BatchSizeOption = Annotated[
     int | None,
     typer.Option(
-        metavar="N", help="Images per batch and transaction. [default: 16]", show_default=False
+        metavar="N", help="Images per batch and transaction. (default: 16)", show_default=False
     ),
 ]
 EXIT_NOT_FOUND, EXIT_USAGE, EXIT_DATABASE = 1, 2, 3

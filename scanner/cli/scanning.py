@@ -94,7 +94,7 @@ def scan(
         bool | None,
         typer.Option(
             "--progress/--no-progress",
-            help="Progress bar. [default: on a terminal]",
+            help="Progress bar. (default: on a terminal)",
             show_default=False,
         ),
     ] = None,
@@ -159,8 +159,8 @@ def watch(
         float | None,
         typer.Option(
             metavar="SECONDS",
-            help="Seconds a file must be quiet before it is scanned. [default: 0.25, "
-            "2 with --polling]",
+            help="Seconds a file must be quiet before it is scanned. (default: 0.25, "
+            "2 with --polling)",
             show_default=False,
         ),
     ] = None,
