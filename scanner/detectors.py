@@ -51,11 +51,25 @@ class Result:
 
     def problem(self) -> str | None:
         """Why this result breaks the contract, or None when it is sound."""
-        if self.label not in LABELS:
+        if not isinstance(self.label, str) or self.label not in LABELS:
             return f"label {self.label!r} is not one of {', '.join(LABELS)}"
+        if self.reason is not None and not isinstance(self.reason, str):
+            return f"reason is a {type(self.reason).__name__}, not text"
+        if self.details is not None:
+            if not isinstance(self.details, dict):
+                return f"details is a {type(self.details).__name__}, not a dict"
+            try:
+                json.dumps(self.details, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                return f"details cannot be stored as JSON: {exc}"
         if self.label == "not-applicable":
             return None if self.reason else "a not-applicable result needs a reason"
-        if self.score is None or not math.isfinite(self.score) or not 0 <= self.score <= 1:
+        if (
+            not isinstance(self.score, (int, float))
+            or isinstance(self.score, bool)
+            or not math.isfinite(self.score)
+            or not 0 <= self.score <= 1
+        ):
             return f"score {self.score!r} is not a probability in [0, 1]"
         return None
 

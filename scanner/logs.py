@@ -8,7 +8,7 @@ import logging
 import sys
 from datetime import datetime, timezone
 
-from scanner.output import display_path
+from scanner.output import display_path, printable
 from scanner.pipeline import FileOutcome
 
 # ScanStats counter names as the words a log line uses.
@@ -34,7 +34,9 @@ def _utc(record: logging.LogRecord) -> str:
 
 class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return f"{_utc(record)} {record.levelname} {record.getMessage()}"
+        # A file name with a newline or an escape sequence must not forge lines or retitle
+        # the terminal: one record is one line.
+        return f"{_utc(record)} {record.levelname} {printable(record.getMessage())}"
 
 
 class _JsonFormatter(logging.Formatter):

@@ -55,10 +55,37 @@ def _cell(value) -> str:
     return str(value)
 
 
+# Characters that must never reach a terminal from data: C0 and C1 controls (escape sequences
+# that retitle windows or clear screens, newlines that forge log lines) and the bidirectional
+# overrides that make a name read backwards.
+_UNSAFE = {
+    *range(0x00, 0x20),
+    *range(0x7F, 0xA0),
+    *range(0x202A, 0x202F),
+    *range(0x2066, 0x206A),
+}
+_ESCAPES = {code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" for code in _UNSAFE}
+
+
+def printable(text: str) -> str:
+    """`text` for a terminal or a text log: control and bidi characters shown as escapes
+    (\\x1b, \\u202e), bytes that are not UTF-8 as U+FFFD. JSON output keeps the exact text."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text.translate(_ESCAPES)
+
+
 def display_path(path: str) -> str:
-    """A path for people: bytes that are not UTF-8 (kept losslessly as surrogate escapes)
-    shown as U+FFFD."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    """A path for people (see printable)."""
+    return printable(path)
+
+
+def _csv_cell(value) -> str:
+    """A CSV cell that a spreadsheet reads as text: a leading =, +, -, @ (a formula) is quoted
+    with an apostrophe, as OWASP advises."""
+    text = _cell(value)
+    if isinstance(value, str) and text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + text
+    return text
 
 
 def middle_ellipsis(text: str, width: int) -> str:
@@ -94,9 +121,9 @@ def emit(
     elif fmt is Format.csv:
         writer = csv.DictWriter(sys.stdout, fieldnames=_fields(rows, columns))
         writer.writeheader()
-        writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
+        writer.writerows({k: _csv_cell(v) for k, v in row.items()} for row in rows)
     else:
-        cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+        cells = [[printable(_cell(row.get(c))) for c in columns] for row in rows]
         terminal = sys.stdout.isatty()
         width = shutil.get_terminal_size().columns if terminal else None
         if width and shorten in columns and cells:

@@ -128,6 +128,22 @@ def iter_files(roots: Iterable[str | os.PathLike], follow_links: bool = False) -
                 yield os.path.join(folder, name)
 
 
+def _batch_size(detector: Detector) -> int:
+    """The detector's batch size, at least 1 whatever it says (0 would score nothing)."""
+    size = getattr(detector, "batch_size", 16)
+    return size if isinstance(size, int) and size >= 1 else 1
+
+
+def _heatmap(result: Result) -> bytes | str | None:
+    """The result's heatmap as PNG, None without one, or why it is not a heatmap (text)."""
+    if result.heatmap is None:
+        return None
+    try:
+        return heatmap_png(result.heatmap)
+    except (TypeError, ValueError) as exc:
+        return f"heatmap: {exc}"
+
+
 def _file_error(path: str, kind: str, message: str, st=None, sha=None) -> tuple:
     # The file row of a failed file names no image (files.sha256 references images); the
     # error row keeps the hash of its bytes.
@@ -278,8 +294,9 @@ class Pipeline:
 
         for detector in self.detectors:
             todo = [s for s, missing in samples if detector in missing]
-            for start in range(0, len(todo), max(1, detector.batch_size)):
-                self._run(detector, todo[start : start + detector.batch_size], batch, stats)
+            size = _batch_size(detector)
+            for start in range(0, len(todo), size):
+                self._run(detector, todo[start : start + size], batch, stats)
 
         if len(batch):
             self.db.save(batch)
@@ -325,7 +342,13 @@ class Pipeline:
         ):
             return None
         try:
-            with open(path, "rb") as handle:
+            # Non-blocking, and the opened descriptor checked again: a file swapped for a FIFO
+            # (or a device) after the stat above must not block the scan in open() or read().
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                return "special-file"
+            with open(fd, "rb") as handle:
                 head = handle.read(SNIFF_BYTES)
                 if sniff(head) is None:
                     if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
@@ -401,12 +424,20 @@ class Pipeline:
     def _run(self, detector: Detector, samples: list[Sample], batch: Batch, stats: ScanStats):
         started = time.perf_counter()
         try:
-            results = detector.predict(samples)
+            results = list(detector.predict(samples))
             if len(results) != len(samples):
                 raise ValueError(f"returned {len(results)} results for {len(samples)} images")
+            model_hash = detector.model_hash
+            if model_hash is not None and not isinstance(model_hash, str):
+                raise TypeError(f"model_hash is a {type(model_hash).__name__}, not text")
             problems = [r.problem() if isinstance(r, Result) else "not a Result" for r in results]
-            heatmaps = [heatmap_png(r.heatmap) if r.heatmap is not None else None for r in results]
-        except Exception as exc:  # noqa: BLE001 - a broken detector costs its verdicts, not the scan
+            heatmaps = [
+                _heatmap(r) if isinstance(r, Result) and not p else None
+                for r, p in zip(results, problems, strict=True)
+            ]
+        # A broken detector costs its verdicts, not the scan; SystemExit included (a plugin must
+        # not end the scan). KeyboardInterrupt is left alone: it is how a user stops a scan.
+        except (Exception, SystemExit) as exc:  # noqa: BLE001
             message = f"{type(exc).__name__}: {exc}"
             for sample in samples:
                 batch.errors.append(
@@ -419,6 +450,8 @@ class Pipeline:
         seconds = (time.perf_counter() - started) / max(1, len(samples))
         rows = zip(samples, results, problems, heatmaps, strict=True)
         for sample, result, problem, heatmap in rows:
+            if not problem and isinstance(heatmap, str):
+                problem = heatmap  # the heatmap could not be stored: say why
             if problem:
                 batch.errors.append(
                     ErrorRecord(
@@ -432,7 +465,7 @@ class Pipeline:
                     sample.sha256,
                     detector.name,
                     detector.version,
-                    detector.model_hash,
+                    model_hash,
                     result.label,
                     result.score,
                     detector.threshold if result.label != "not-applicable" else None,

@@ -105,3 +105,34 @@ class Alarm(Detector):
 
     def predict(self, batch):
         return [Result.from_score(0.9, self.threshold) for _ in batch]
+
+
+class BadOutputs(Detector):
+    """Breaks the contract a different way for each image, by its size: a reason that is not
+    text, details that are not JSON, a heatmap that is not 2-D, and one sound result."""
+
+    name = "test-bad-outputs"
+    version = "1"
+    batch_size = 0  # nonsense: must still score every image
+
+    def predict(self, batch):
+        out = []
+        for i, _sample in enumerate(batch):
+            kind = i % 4
+            if kind == 0:
+                out.append(Result(label="real", score=0.1, reason={"not": "text"}))
+            elif kind == 1:
+                out.append(Result(label="real", score=0.1, details={"x": object()}))
+            elif kind == 2:
+                out.append(Result(label="real", score=0.1, heatmap=np.zeros((2, 2, 2, 2))))
+            else:
+                out.append(Result(label="real", score=0.1))
+        return out
+
+
+class Exits(Detector):
+    name = "test-exits"
+    version = "1"
+
+    def predict(self, batch):
+        raise SystemExit(3)

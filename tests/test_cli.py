@@ -283,3 +283,30 @@ def test_evaluate_prints_strict_json_with_null_for_undefined_metrics(cli, tmp_pa
     assert (big["n_fake"], big["n_real"]) == (0, 1)
     assert big["accuracy"] is None and big["roc_auc"] is None and big["tpr"] is None
     assert big["fpr"] == 0.0
+
+
+def test_hostile_names_reach_no_terminal_and_no_spreadsheet(cli, tmp_path):
+    from conftest import jpeg_bytes, photo
+
+    folder = tmp_path / "hostile"
+    (folder / "[").mkdir(parents=True)  # paths then contain "[/]", Rich's closing tag
+    names = ["[/]oops[bold].jpg", "\x1b]0;pwned\x07title.jpg", "line\nforged.jpg"]
+    for i, name in enumerate(names):
+        (folder / name).write_bytes(jpeg_bytes(photo(i), 85))
+    (folder / "[/]broken\x1b[2J.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 50)
+    cli("scan", folder, *TWO)
+    for args in (("results",), ("results", "--per-detector"), ("errors",)):
+        out = cli(*args).stdout
+        assert "\x1b" not in out and "\x07" not in out, args
+        assert "[/]oops[bold].jpg" in out or "[/]broken\\x1b[2J.jpg" in out, args
+    assert "\\x1b]0;pwned\\x07title.jpg" in cli("results").stdout
+    assert "line\\x0aforged.jpg" in cli("results").stdout
+    shown = cli("show", folder / names[1]).stdout
+    assert "\x1b" not in shown and "\\x1b]0;pwned" in shown
+    # JSON keeps the exact names.
+    exact = {r["path"] for r in json.loads(cli("results", "-f", "json").stdout)}
+    assert exact == {str(folder / name) for name in names}
+
+
+def test_watch_rejects_a_zero_reconcile_interval(cli, tmp_path):
+    assert "reconcile" in cli("watch", tmp_path, "--reconcile", "0", expect=2).stderr

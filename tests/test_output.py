@@ -38,3 +38,8 @@ def test_json_is_strict_and_paths_that_are_not_utf8_display(capsys):
     assert json.loads(capsys.readouterr().out) == [{"score": None}]
     undecodable = b"/photos/\xff\xfe.jpg".decode("utf-8", "surrogateescape")
     assert display_path(undecodable) == "/photos/\ufffd\ufffd.jpg"
+
+
+def test_a_csv_cell_that_looks_like_a_formula_is_text(capsys):
+    emit([{"path": "=HYPERLINK(1)", "score": -0.5}], Format.csv, ["path", "score"])
+    assert capsys.readouterr().out.splitlines()[1] == "'=HYPERLINK(1),-0.5000"

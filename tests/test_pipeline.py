@@ -270,3 +270,41 @@ def test_skipped_files_are_counted_by_kind(tmp_path, db_url):
     (tmp_path / "blob.bin").write_bytes(bytes(range(256)))
     stats = scan(Database(db_url), tmp_path, Redness())
     assert stats.skipped == {"text": 1, "video": 1, "document": 1, "other": 1}
+
+
+def test_bad_plugin_outputs_and_sys_exit_cost_only_their_own_verdicts(image_dir, db_url):
+    from sample_detectors import BadOutputs, Exits
+
+    db = Database(db_url)
+    stats = scan(db, image_dir, Redness(), BadOutputs(), Exits())
+    assert stats.scanned == 7
+    verdicts = rows(db, tables.verdicts)
+    assert sum(v["detector"] == "test-red" for v in verdicts) == 7
+    # batch_size 0 still scores every image, one at a time: each is then result 0 (bad reason).
+    problems = [e for e in rows(db, tables.errors) if e["detector"] == "test-bad-outputs"]
+    assert len(problems) == 7 and all("reason is a dict" in e["message"] for e in problems)
+    exits = [e for e in rows(db, tables.errors) if e["detector"] == "test-exits"]
+    assert len(exits) == 7 and exits[0]["message"].startswith("SystemExit")
+
+
+def test_a_file_swapped_for_a_fifo_does_not_block(tmp_path, db_url, monkeypatch):
+    import scanner.pipeline as pipeline_module
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    target = folder / "photo.jpg"
+    target.write_bytes(jpeg_bytes(photo(1)))
+    real_stat = os.stat
+    swapped = []
+
+    def swap_after_stat(path, *args, **kw):
+        result = real_stat(path, *args, **kw)
+        if str(path) == str(target) and not swapped:
+            swapped.append(1)
+            target.unlink()
+            os.mkfifo(target)  # between stat() and open(), as an attacker would
+        return result
+
+    monkeypatch.setattr(pipeline_module.os, "stat", swap_after_stat)
+    stats = Pipeline(Database(db_url), [Redness()], Settings()).scan([str(target)])
+    assert stats.skipped == {"special-file": 1}

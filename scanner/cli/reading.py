@@ -28,7 +28,7 @@ from scanner.cli.common import (
     app,
 )
 from scanner.detectors import LABELS, discover
-from scanner.output import Format, dumps, emit
+from scanner.output import Format, dumps, emit, printable
 from scanner.store import queries
 from scanner.store.database import iso, utcnow
 from scanner.verdict import OVERALL_LABELS
@@ -237,7 +237,7 @@ def show(
     size = f"{report['width']}x{report['height']}, {report['size_bytes']} bytes"
     typer.echo(f"{sha}  {report['format']} {size}")
     for p in report["paths"]:
-        typer.echo(f"  {p}")
+        typer.echo(f"  {printable(p)}")
     score = "" if overall.score is None else f" (highest P(fake) {overall.score:.3f})"
     by = f", flagged by {', '.join(overall.flagged_by)}" if overall.flagged_by else ""
     checked = ", ".join(overall.checked_by) or "no detector could judge it"
@@ -250,7 +250,7 @@ def show(
         if verdict["details"]:
             typer.echo(f"{verdict['detector']}:")
             for line in _detail_lines(verdict["details"]):
-                typer.echo(f"  {line}")
+                typer.echo(f"  {printable(line)}")
     for name in written:
         typer.echo(f"wrote {name}")
 
@@ -377,7 +377,7 @@ def status(
     typer.echo(f"verdicts: {labels}")
     for w in report["watchers"]:
         typer.echo(
-            f"watcher {w['id']} {w['state']}: {w['roots']} queue={w['queue_length']} "
+            f"watcher {w['id']} {w['state']}: {printable(w['roots'])} queue={w['queue_length']} "
             f"scanned={w['scanned']} errors={w['errors']} heartbeat {_ago(w['heartbeat_at'])}"
         )
     for ended in report.get("forgotten", []):

@@ -27,7 +27,7 @@ from scanner.cli.common import (
     set_reporter,
 )
 from scanner.logs import WORDS, LogFormat, log_outcome, setup_logging
-from scanner.output import display_path, dumps
+from scanner.output import display_path, dumps, printable
 from scanner.pipeline import FileOutcome, ScanStats, iter_files
 from scanner.store import DatabaseError
 from scanner.watch import Watcher
@@ -58,7 +58,7 @@ def _say_outcome(item: FileOutcome) -> None:
     """--verbose: one line on stderr per file that was not simply scanned."""
     if item.outcome != "scanned":
         word = WORDS.get(item.outcome, item.outcome)
-        detail = f" ({item.detail})" if item.detail else ""
+        detail = f" ({printable(item.detail)})" if item.detail else ""
         typer.echo(f"{word}: {display_path(item.path)}{detail}", err=True)
 
 
@@ -167,6 +167,7 @@ def watch(
     reconcile: Annotated[
         float,
         typer.Option(
+            min=1.0,
             metavar="SECONDS",
             help="Seconds between passes that catch events the kernel dropped.",
         ),
