@@ -72,13 +72,13 @@ def test_rescan_skips_unchanged_files_without_reading_them(image_dir, db_url, mo
     db = Database(db_url)
     scan(db, image_dir, Redness())
     opened = []
-    real_open = open
+    real_open = os.open
 
     def spy(path, *args, **kwargs):
         opened.append(path)
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr("builtins.open", spy)
+    monkeypatch.setattr(os, "open", spy)  # the pipeline opens files with os.open
     stats = scan(db, image_dir, Redness())
     monkeypatch.undo()
     assert opened == [str(image_dir / "notes.txt")]  # only to see it is not an image
