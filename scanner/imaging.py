@@ -152,6 +152,12 @@ def brighten(diff: Image.Image) -> tuple[Image.Image, int]:
 ELA_SCALE = 20
 
 
+def largest_channel(image: Image.Image) -> Image.Image:
+    """One grey channel: per pixel, the largest of the RGB values (the stored grey ELA)."""
+    red, green, blue = image.split()
+    return ImageChops.lighter(ImageChops.lighter(red, green), blue)
+
+
 def scale_difference(diff: Image.Image, scale: int = ELA_SCALE) -> Image.Image:
     """`diff` multiplied by `scale`, clipped to 255: the ELA image people look at."""
     lut = [min(255, value * scale) for value in range(256)]

@@ -9,7 +9,6 @@ Every path handed in ends as exactly one of: verdicts, unchanged, duplicate, not
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import stat
 import time
@@ -18,9 +17,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
-from PIL import Image
 
 from scanner.config import Settings
 from scanner.detectors import Detector, Result
@@ -32,6 +28,7 @@ from scanner.imaging import (
     Sample,
     decode,
     heatmap_png,
+    largest_channel,
     scale_difference,
     skip_kind,
     sniff,
@@ -121,9 +118,8 @@ def iter_files(roots: Iterable[str | os.PathLike], follow_links: bool = False) -
                 continue
             walked.add((st.st_dev, st.st_ino))
             dirs.sort()
-            linked = [d for d in dirs if os.path.islink(os.path.join(folder, d))]
-            if not follow_links:
-                names = [*names, *linked]
+            if not follow_links:  # os.walk lists folder links in dirs and does not enter them
+                names = [*names, *(d for d in dirs if os.path.islink(os.path.join(folder, d)))]
             for name in sorted(names):
                 yield os.path.join(folder, name)
 
@@ -134,14 +130,17 @@ def _batch_size(detector: Detector) -> int:
     return size if isinstance(size, int) and size >= 1 else 1
 
 
-def _heatmap(result: Result) -> bytes | str | None:
-    """The result's heatmap as PNG, None without one, or why it is not a heatmap (text)."""
-    if result.heatmap is None:
-        return None
+def _check(result) -> tuple[str | None, bytes | None]:
+    """(why the result breaks the contract, or None; its heatmap as PNG, or None)."""
+    if not isinstance(result, Result):
+        return "not a Result", None
+    problem = result.problem()
+    if problem or result.heatmap is None:
+        return problem, None
     try:
-        return heatmap_png(result.heatmap)
+        return None, heatmap_png(result.heatmap)
     except (TypeError, ValueError) as exc:
-        return f"heatmap: {exc}"
+        return f"heatmap: {exc}", None
 
 
 def _file_error(path: str, kind: str, message: str, st=None, sha=None) -> tuple:
@@ -170,9 +169,11 @@ class Pipeline:
         self.detectors = list(detectors)
         self.settings = settings
         self.rescan = rescan
-        # What each detector's verdict must have been made with to count as current.
+        # What each detector's verdict is made with (stored with it), and the (version,
+        # settings JSON) a stored verdict must have to count as current.
+        self._settings = {d.name: d.settings(settings) for d in self.detectors}
         self._wanted = {
-            d.name: (d.version, settings_json(d.settings(settings))) for d in self.detectors
+            d.name: (d.version, settings_json(self._settings[d.name])) for d in self.detectors
         }
         self._recorded = False
         self._seen_this_scan: set[str] = set()
@@ -403,7 +404,7 @@ class Pipeline:
             return image, None
         difference = sample.ela_difference()
         if self.settings.ela_grey:
-            difference = Image.fromarray(np.asarray(difference).max(axis=2))
+            difference = largest_channel(difference)
         shown = scale_difference(difference, ELA_SCALE)
         png = to_png(shown, self.settings.ela_max_side)
         shrink = min(1.0, self.settings.ela_max_side / max(shown.size))
@@ -417,10 +418,6 @@ class Pipeline:
             png,
         )
 
-    def _settings_of(self, detector: Detector) -> dict | None:
-        text = self._wanted[detector.name][1]
-        return json.loads(text) if text else None
-
     def _run(self, detector: Detector, samples: list[Sample], batch: Batch, stats: ScanStats):
         started = time.perf_counter()
         try:
@@ -430,11 +427,7 @@ class Pipeline:
             model_hash = detector.model_hash
             if model_hash is not None and not isinstance(model_hash, str):
                 raise TypeError(f"model_hash is a {type(model_hash).__name__}, not text")
-            problems = [r.problem() if isinstance(r, Result) else "not a Result" for r in results]
-            heatmaps = [
-                _heatmap(r) if isinstance(r, Result) and not p else None
-                for r, p in zip(results, problems, strict=True)
-            ]
+            checked = [_check(r) for r in results]
         # A broken detector costs its verdicts, not the scan; SystemExit included (a plugin must
         # not end the scan). KeyboardInterrupt is left alone: it is how a user stops a scan.
         except (Exception, SystemExit) as exc:  # noqa: BLE001
@@ -448,10 +441,8 @@ class Pipeline:
             stats.detector_errors += len(samples)
             return
         seconds = (time.perf_counter() - started) / max(1, len(samples))
-        rows = zip(samples, results, problems, heatmaps, strict=True)
-        for sample, result, problem, heatmap in rows:
-            if not problem and isinstance(heatmap, str):
-                problem = heatmap  # the heatmap could not be stored: say why
+        rows = zip(samples, results, checked, strict=True)
+        for sample, result, (problem, heatmap) in rows:
             if problem:
                 batch.errors.append(
                     ErrorRecord(
@@ -473,7 +464,7 @@ class Pipeline:
                     result.details,
                     heatmap,
                     seconds,
-                    self._settings_of(detector),
+                    self._settings[detector.name] or None,
                 )
             )
             if result.label == "fake":

@@ -12,10 +12,10 @@ import typer
 
 from scanner import __version__
 from scanner.config import Settings, db_url, default_db_path
-from scanner.detectors import discover
+from scanner.detectors import discover, installed_names
 from scanner.output import Format
 from scanner.pipeline import Pipeline
-from scanner.store import Database, DatabaseError
+from scanner.store import Database, DatabaseError, queries
 
 app = typer.Typer(
     help="Find spliced, retouched, deepfaked and generated images, in bulk.",
@@ -144,9 +144,6 @@ def _in_use(database: Database, names: list[str] | None) -> set[str] | None:
     the database), or None for the database's default set."""
     if not names:
         return None
-    from scanner.detectors import installed_names
-    from scanner.store import queries
-
     known = installed_names() | queries.known_detectors(database)
     unknown = sorted(set(names) - known)
     if unknown:

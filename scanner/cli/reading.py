@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import Progress
+from sqlalchemy.engine import make_url
 
 from scanner.cli.common import (
     EXIT_NOT_FOUND,
@@ -386,8 +387,6 @@ def status(
 
 def _display_url(url: str) -> str:
     """The database URL without its password."""
-    from sqlalchemy.engine import make_url
-
     return make_url(url).render_as_string(hide_password=True)
 
 

@@ -33,6 +33,11 @@ def sqlite_path(url: str) -> str | None:
     return None if database in ("", ":memory:") else database
 
 
+def _foreign(tables) -> DatabaseError:
+    names = ", ".join(sorted(tables)[:5])
+    return DatabaseError(f"not a scanner database (it has tables {names}); refusing to touch it")
+
+
 def _refuse_foreign_file(path: Path) -> None:
     """Before the first connection switches an existing file to WAL (a change to the file): a
     file that is not SQLite, or a SQLite database of someone else's, is refused untouched."""
@@ -50,10 +55,7 @@ def _refuse_foreign_file(path: Path) -> None:
     except sqlite3.Error as exc:
         raise DatabaseError(f"cannot read {path}: {exc}") from None
     if names and "alembic_version" not in names:
-        raise DatabaseError(
-            f"not a scanner database (it has tables {', '.join(sorted(names)[:5])}); "
-            "refusing to touch it"
-        )
+        raise _foreign(names)
 
 
 def make_engine(url: str, *, create: bool = True) -> Engine:
@@ -142,10 +144,7 @@ def _refuse_foreign(connection, current: str | None) -> None:
     if current is None:
         others = [t for t in inspect(connection).get_table_names() if t != "alembic_version"]
         if others:
-            raise DatabaseError(
-                f"not a scanner database (it has tables {', '.join(sorted(others)[:5])}); "
-                "refusing to touch it"
-            )
+            raise _foreign(others)
 
 
 def _migrate(engine: Engine) -> None:
