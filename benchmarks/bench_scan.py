@@ -10,7 +10,11 @@ Measured:
 - re-scan of the unchanged folder / stat floor, and its seconds per 1000 files;
 - peak resident memory of a process doing the first scan / of one doing the decode floor;
 - with --detectors: a first scan with each installed detector alone / the bare first scan,
-  i.e. what that detector adds (on these synthetic photos, which have no faces).
+  i.e. what that detector adds (on these synthetic photos, which have no faces);
+- with --large: peak memory of a scan (default detectors) of four 13000x13000 PNGs (169 Mpx
+  each: past Pillow's warning limit, under its error limit) among 20 photos of 12 Mpx, against
+  the decode floor of the same files. Image work runs in worker processes, so memory is the
+  sum over the scanning process, the fork server and the workers, sampled every 50 ms.
 Each phase runs in a fresh process, so peak memory is its own. Absolute times vary between
 machines and runs; the ratios are what to compare.
 """
@@ -24,6 +28,7 @@ import os
 import resource
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -65,13 +70,50 @@ def scan(folder: str, db: str, detectors=()) -> None:
     Pipeline(Database(db), list(detectors), Settings()).scan(iter_files([folder]))
 
 
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants (Linux /proc)."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            with open(f"/proc/{current}/statm") as handle:
+                total += int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as handle:
+                    todo.extend(int(child) for child in handle.read().split())
+        except (OSError, ValueError):
+            continue
+    return total
+
+
 def _phase(fn, folder: str, db: str, names=()) -> tuple[float, int]:
     Database(db).close()  # imports, migrations and model loading are not what is measured
     detectors = [p.detector for p in discover(list(names))] if names else []
+    peak, done = [0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], _tree_rss(os.getpid()))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     started = time.perf_counter()
     fn(folder, db, detectors)
     seconds = time.perf_counter() - started
-    return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    done.set()
+    sampler.join()
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return seconds, max(own, peak[0])
+
+
+def make_large(folder: Path) -> None:
+    """Four 13000x13000 PNGs (a few hundred KB each: smooth) and 20 photos of 4000x3000."""
+    side = 13000
+    y = np.linspace(0, 255, side, dtype=np.float32)
+    grey = Image.fromarray(np.add.outer(y, y).astype(np.uint8) // 2)
+    for i in range(4):
+        Image.merge("RGB", (grey, grey.rotate(90 * i), grey)).save(folder / f"large{i}.png")
+    make_images(folder, 20, 4000)
 
 
 def measure(fn, folder: str, db: str, names=()) -> tuple[float, int]:
@@ -84,7 +126,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--side", type=int, default=1024)
     parser.add_argument("--detectors", action="store_true", help="also time each detector")
+    parser.add_argument("--large", action="store_true", help="only the peak memory of large images")
     args = parser.parse_args()
+    if args.large:
+        return large()
     costs = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"
@@ -121,6 +166,21 @@ def main() -> None:
     )
     for name, seconds in costs.items():
         print(f"scan with {name:<22} / bare scan: {seconds / scan_s:6.2f}x")
+
+
+def large() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "images"
+        folder.mkdir()
+        make_large(folder)
+        floor_s, floor_rss = measure(decode_floor, str(folder), f"sqlite:///{tmp}/floor.db")
+        default = [p.name for p in discover() if p.loaded and p.detector.enabled_by_default]
+        scan_s, scan_rss = measure(scan, str(folder), f"sqlite:///{tmp}/scan.db", default)
+    print(f"4 PNGs of 13000x13000 and 20 JPEGs of 4000x3000, detectors: {', '.join(default)}")
+    print(
+        f"peak RSS scan / decode floor:    {scan_rss / floor_rss:6.2f}x  "
+        f"({scan_rss / 2**20:.0f} vs {floor_rss / 2**20:.0f} MiB; {scan_s:.0f} vs {floor_s:.0f} s)"
+    )
 
 
 if __name__ == "__main__":

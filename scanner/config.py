@@ -37,6 +37,21 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
 
 
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
+DEFAULT_IMAGE_TIMEOUT = 30.0
+DEFAULT_WORKER_MEMORY_MB = 4096
+DEFAULT_PIXEL_BUDGET_MP = 100
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the pipeline needs to know; every field has a SCANNER_* variable."""
@@ -49,8 +64,26 @@ class Settings:
         default_factory=lambda: _env_int("SCANNER_MAX_FILE_MB", 200) * 1024 * 1024
     )
     batch_size: int = field(default_factory=lambda: _env_int("SCANNER_BATCH_SIZE", 16))
-    # Threads that decode images and compute their views (Pillow, zlib, OpenCV release the GIL).
+    # Worker processes that decode images and run the detectors, one image each at a time
+    # (scanner/workers.py). 0: everything in the scanning process, without the limits below.
     workers: int = field(default_factory=lambda: _env_int("SCANNER_WORKERS", os.cpu_count() or 1))
+    # Seconds one image may take, decoding and every detector together; over it, the worker is
+    # killed and the image is an error row `timeout` (or the detector that hung is disabled).
+    image_timeout: float = field(
+        default_factory=lambda: _env_float("SCANNER_IMAGE_TIMEOUT", DEFAULT_IMAGE_TIMEOUT)
+    )
+    # Resident memory a worker may reach before it is killed (0: no cap).
+    worker_memory_bytes: int = field(
+        default_factory=lambda: (
+            _env_int("SCANNER_WORKER_MEMORY_MB", DEFAULT_WORKER_MEMORY_MB) * 2**20
+        )
+    )
+    # Pixels being worked on at once, all workers together; a larger image runs alone.
+    pixel_budget: int = field(
+        default_factory=lambda: (
+            _env_int("SCANNER_PIXEL_BUDGET_MP", DEFAULT_PIXEL_BUDGET_MP) * 1_000_000
+        )
+    )
     # Every input is a face crop: face detectors score the whole image instead of finding faces.
     face_crops: bool = field(default_factory=lambda: _env_int("SCANNER_FACE_CROPS", 0) == 1)
     # Keep each image's ELA PNG in the database (the largest part of it: see the README).
@@ -64,7 +97,11 @@ class Settings:
             raise ValueError(f"ELA quality must be 1-100, got {self.ela_quality}")
         if self.ela_max_side < 16:
             raise ValueError(f"ELA max side must be at least 16, got {self.ela_max_side}")
-        if self.workers < 1:
-            raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be 0 or more, got {self.workers}")
+        if not self.image_timeout > 0:
+            raise ValueError(f"the image timeout must be above 0 s, got {self.image_timeout}")
+        if self.worker_memory_bytes < 0 or self.pixel_budget < 0:
+            raise ValueError("the worker memory cap and the pixel budget cannot be negative")
         if self.batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {self.batch_size}")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pillow_heif
-from PIL import Image, ImageChops, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageFile, ImageOps, UnidentifiedImageError
 
 # HEIC/HEIF (what iPhones write) through libheif; Pillow reads AVIF itself.
 pillow_heif.register_heif_opener()
@@ -89,31 +89,80 @@ class ImageError(Exception):
         self.kind = kind
 
 
-def decode(data: bytes) -> tuple[Image.Image, str]:
-    """Decode `data` fully, apply its EXIF orientation, return (RGB image, format).
+def _open(data: bytes) -> tuple[Image.Image, str]:
+    with warnings.catch_warnings():
+        # Between Pillow's warning and error thresholds the image is still decoded.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = Image.open(io.BytesIO(data))
+        fmt = image.format or "unknown"
+        if fmt not in ALLOWED_FORMATS:
+            raise ImageError("unsupported-format", f"{fmt} images are not scanned")
+        image.load()
+    return image, fmt
 
-    Raises ImageError with kind `decompression-bomb`, `truncated`, `unsupported-format` or
-    `corrupt`.
-    """
+
+def header_pixels(data: bytes) -> int:
+    """Width x height from the file's header, without decoding; 0 when it cannot be read."""
     try:
         with warnings.catch_warnings():
-            # Between Pillow's warning and error thresholds the image is still decoded.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            fmt = image.format or "unknown"
-            if fmt not in ALLOWED_FORMATS:
-                raise ImageError("unsupported-format", f"{fmt} images are not scanned")
-            image.load()
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as image:
+                return image.width * image.height
+    except Exception:  # noqa: BLE001 - any header a decoder refuses: the worker will say why
+        return 0
+
+
+def _salvage(data: bytes) -> tuple[Image.Image, str] | None:
+    """What a damaged file still shows (as a viewer would show it: a truncated file's missing
+    part grey, an oversized text chunk skipped), or None when nothing of the picture decodes.
+    Pillow's switch is process-wide; the scan decodes one image at a time per process."""
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = True
+    try:
+        image, fmt = _open(data)
+    except Exception:  # noqa: BLE001 - the first error is the one reported
+        return None
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+    if all(low == high for low, high in image.getextrema() if isinstance(low, int)):
+        return None  # one flat colour: no picture left to judge
+    return image, fmt
+
+
+def decode(data: bytes) -> tuple[Image.Image, str]:
+    """Decode `data` fully, apply its EXIF orientation; return (RGB image, format). A damaged
+    file raises (training and evaluation want intact images); the scan uses decode_salvaging."""
+    rgb, fmt, damage = decode_salvaging(data, salvage=False)
+    return rgb, fmt
+
+
+def decode_salvaging(
+    data: bytes, salvage: bool = True
+) -> tuple[Image.Image, str, tuple[str, str] | None]:
+    """Decode `data` fully, apply its EXIF orientation; return (RGB image, format, damage).
+
+    `damage` is None, or (kind, message) for a truncated or malformed file that still shows a
+    picture: it is decoded as a viewer would show it and scored, so that cutting two bytes off
+    a file cannot turn a verdict into an error row. Raises ImageError with kind
+    `decompression-bomb`, `truncated`, `unsupported-format` or `corrupt`.
+    """
+    damage = None
+    try:
+        image, fmt = _open(data)
     except Image.DecompressionBombError as exc:
         raise ImageError("decompression-bomb", str(exc)) from None
     except ImageError:
         raise
     except UnidentifiedImageError:
         raise ImageError("corrupt", "not a readable image (Pillow cannot identify it)") from None
-    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         text = str(exc) or type(exc).__name__
         kind = "truncated" if "truncated" in text or isinstance(exc, EOFError) else "corrupt"
-        raise ImageError(kind, text) from None
+        salvaged = _salvage(data) if salvage else None
+        if salvaged is None:
+            raise ImageError(kind, text) from None
+        image, fmt = salvaged
+        damage = (kind, f"{text}; scored as far as it decodes")
     except Exception as exc:  # noqa: BLE001 - decoder plugins (libheif...) raise their own types
         raise ImageError("corrupt", f"{type(exc).__name__}: {exc}") from None
     # Hostile or malformed EXIF must not lose the image: it is then scanned unrotated.
@@ -121,7 +170,7 @@ def decode(data: bytes) -> tuple[Image.Image, str]:
         image = ImageOps.exif_transpose(image)
     if image.mode != "RGB":
         image = image.convert("RGB")
-    return image, fmt
+    return image, fmt, damage
 
 
 def ela_difference(rgb: Image.Image, quality: int) -> Image.Image:

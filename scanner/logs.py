@@ -8,7 +8,8 @@ import logging
 import sys
 from datetime import datetime, timezone
 
-from scanner.output import display_path, printable
+from scanner.output import printable
+from scanner.paths import to_text
 from scanner.pipeline import FileOutcome
 
 # ScanStats counter names as the words a log line uses.
@@ -67,13 +68,18 @@ def log_outcome(item: FileOutcome) -> None:
     if item.outcome == "unchanged":
         return  # a re-queued path that needed nothing: not news
     word = WORDS.get(item.outcome, item.outcome)
-    fields = {"event": word, "path": item.path, "detail": item.detail, "sha256": item.sha256}
+    fields = {
+        "event": word,
+        "path": to_text(item.path),
+        "detail": item.detail,
+        "sha256": item.sha256,
+    }
     level = logging.WARNING if word == "error" else logging.INFO
     logging.getLogger("scanner.files").log(
         level,
         "%s %s%s",
         word,
-        display_path(item.path),
+        printable(item.path),
         f" ({item.detail})" if item.detail else "",
         extra={"fields": fields},
     )

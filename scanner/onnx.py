@@ -24,21 +24,40 @@ def _threads() -> int:
 
 
 class OnnxModel:
-    """An onnxruntime session over a model file (or its bytes), with the model's SHA-256."""
+    """An onnxruntime session over a model file (or its bytes), with the model's SHA-256.
+
+    The session is made on first use in each process: detectors are loaded in the scanning
+    process and sent to worker processes (scanner/workers.py); a session cannot be sent, and
+    one made before a fork() hangs in the child."""
 
     def __init__(self, model: str | Path | bytes):
-        data = model if isinstance(model, bytes) else Path(model).read_bytes()
-        self.sha256 = hashlib.sha256(data).hexdigest()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = _threads()
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
+        self.data = model if isinstance(model, bytes) else Path(model).read_bytes()
+        self.sha256 = hashlib.sha256(self.data).hexdigest()
+        self._session: ort.InferenceSession | None = None
+        self._pid = 0
+        # No session yet: the scanning process never runs the model when workers do.
+
+    @property
+    def session(self) -> ort.InferenceSession:
+        if self._session is None or self._pid != os.getpid():
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = _threads()
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3
+            self._session = ort.InferenceSession(
+                self.data, options, providers=["CPUExecutionProvider"]
+            )
+            self._pid = os.getpid()
+        return self._session
+
+    def __getstate__(self) -> dict:
+        # Sent to worker processes without its session: each worker makes its own.
+        return self.__dict__ | {"_session": None, "_pid": 0}
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         """All outputs of the model for one input batch."""
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch)})
+        session = self.session
+        return session.run(None, {session.get_inputs()[0].name: np.ascontiguousarray(batch)})
 
 
 class OnnxDetector(Detector):

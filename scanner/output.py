@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from scanner.paths import from_text
+
 
 class Format(str, enum.Enum):
     table = "table"
@@ -49,7 +51,7 @@ def _cell(value) -> str:
     if isinstance(value, float):
         return f"{value:.4f}" if math.isfinite(value) else ""
     if isinstance(value, (list, tuple)):
-        return ",".join(map(str, value))
+        return ",".join(_cell(item) for item in value)
     if isinstance(value, dict):
         return json.dumps(value, default=str, sort_keys=True)
     return str(value)
@@ -69,14 +71,15 @@ _ESCAPES = {code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" for cod
 
 def printable(text: str) -> str:
     """`text` for a terminal or a text log: control and bidi characters shown as escapes
-    (\\x1b, \\u202e), bytes that are not UTF-8 as U+FFFD. JSON output keeps the exact text."""
-    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    (\\x1b, \\u202e), bytes of a file name that are not UTF-8 as \\xff. JSON output keeps the
+    exact text."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return text.translate(_ESCAPES)
 
 
 def display_path(path: str) -> str:
-    """A path for people (see printable)."""
-    return printable(path)
+    """A stored path (scanner/paths.py) for people (see printable)."""
+    return printable(from_text(path))
 
 
 def _csv_cell(value) -> str:
@@ -123,7 +126,10 @@ def emit(
         writer.writeheader()
         writer.writerows({k: _csv_cell(v) for k, v in row.items()} for row in rows)
     else:
-        cells = [[printable(_cell(row.get(c))) for c in columns] for row in rows]
+        cells = [
+            [(display_path if c == "path" else printable)(_cell(row.get(c))) for c in columns]
+            for row in rows
+        ]
         terminal = sys.stdout.isatty()
         width = shutil.get_terminal_size().columns if terminal else None
         if width and shorten in columns and cells:

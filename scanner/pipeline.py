@@ -14,37 +14,23 @@ import stat
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from scanner import __version__
 from scanner.config import Settings
-from scanner.detectors import Detector, Result
-from scanner.imaging import (
-    ELA_SCALE,
-    IMAGE_SUFFIXES,
-    SNIFF_BYTES,
-    ImageError,
-    Sample,
-    decode,
-    heatmap_png,
-    largest_channel,
-    scale_difference,
-    skip_kind,
-    sniff,
-    to_png,
-)
+from scanner.detectors import Detector
+from scanner.imaging import IMAGE_SUFFIXES, SNIFF_BYTES, header_pixels, skip_kind, sniff
 from scanner.store.database import (
     Batch,
     Database,
     DetectorRecord,
-    ElaRecord,
     ErrorRecord,
     FileRecord,
-    ImageRecord,
-    VerdictRecord,
     settings_json,
 )
+from scanner.work import DECODING, Done, Job
+from scanner.workers import Overrun, WorkerPool, isolation_available, run_in_process, unsendable
 
 
 @dataclass
@@ -108,10 +94,13 @@ def iter_files(roots: Iterable[str | os.PathLike], follow_links: bool = False) -
         if not os.path.isdir(root):
             yield root
             continue
-        for folder, dirs, names in os.walk(root, followlinks=follow_links):
+        failed: list[OSError] = []  # folders os.walk could not list (permissions, long paths)
+        for folder, dirs, names in os.walk(root, onerror=failed.append, followlinks=follow_links):
+            yield from _unlisted(failed)
             try:
                 st = os.stat(folder)
-            except OSError:
+            except OSError as exc:
+                yield Unlisted(folder, exc.strerror or str(exc))
                 continue
             if (st.st_dev, st.st_ino) in walked:
                 dirs[:] = []  # reached again through a link: its files were yielded already
@@ -122,31 +111,33 @@ def iter_files(roots: Iterable[str | os.PathLike], follow_links: bool = False) -
                 names = [*names, *(d for d in dirs if os.path.islink(os.path.join(folder, d)))]
             for name in sorted(names):
                 yield os.path.join(folder, name)
+        yield from _unlisted(failed)
 
 
-def _batch_size(detector: Detector) -> int:
-    """The detector's batch size, at least 1 whatever it says (0 would score nothing)."""
-    size = getattr(detector, "batch_size", 16)
-    return size if isinstance(size, int) and size >= 1 else 1
+class Unlisted(str):
+    """A folder the walk met but could not list: its path, and why (`reason`). It goes through
+    the pipeline like a file and ends as an error row, so that nothing is skipped unseen."""
+
+    reason: str
+
+    def __new__(cls, path: str, reason: str):
+        self = super().__new__(cls, path)
+        self.reason = reason
+        return self
 
 
-def _check(result) -> tuple[str | None, bytes | None]:
-    """(why the result breaks the contract, or None; its heatmap as PNG, or None)."""
-    if not isinstance(result, Result):
-        return "not a Result", None
-    problem = result.problem()
-    if problem or result.heatmap is None:
-        return problem, None
-    try:
-        return None, heatmap_png(result.heatmap)
-    except (TypeError, ValueError) as exc:
-        return f"heatmap: {exc}", None
+def _unlisted(failed: list[OSError]) -> Iterator[Unlisted]:
+    while failed:
+        exc = failed.pop(0)
+        yield Unlisted(exc.filename or "?", exc.strerror or str(exc))
 
 
-def _file_error(path: str, kind: str, message: str, st=None, sha=None) -> tuple:
+def _file_error(path: str, kind: str, message: str, st=None, sha=None, checked_with=None):
     # The file row of a failed file names no image (files.sha256 references images); the
     # error row keeps the hash of its bytes.
-    record = FileRecord(path, st.st_size, st.st_mtime_ns, None, "error") if st else None
+    record = (
+        FileRecord(path, st.st_size, st.st_mtime_ns, None, "error", checked_with) if st else None
+    )
     return record, ErrorRecord(path, kind, message, sha256=sha)
 
 
@@ -161,9 +152,11 @@ class Pipeline:
         on_file: Callable[[FileOutcome], None] | None = None,
         *,
         rescan: bool = False,
+        say: Callable[[str, str], None] = lambda level, message: None,
     ):
         """`on_file` hears of every path once its batch is committed (the daemon logs it).
-        `rescan`: read every file and run every detector again, changed or not."""
+        `rescan`: read every file and run every detector again, changed or not. `say(level,
+        message)` hears of detectors disabled during the run."""
         self.db = db
         self.on_file = on_file
         self.detectors = list(detectors)
@@ -177,7 +170,19 @@ class Pipeline:
         }
         self._recorded = False
         self._seen_this_scan: set[str] = set()
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: WorkerPool | None = None
+        self.say = say
+        self.disabled: dict[str, str] = {}  # detector -> why it stopped running in this run
+        self._late_errors: list[ErrorRecord] = []
+        self._stopping = False
+        self._in_process = False  # worker processes failed to start: work here instead
+        # Stored with each file that could not be scanned: when any of these changes, the file
+        # is read again (a raised size limit, a longer timeout, a scanner that decodes more).
+        self._checked_with = (
+            f"scanner {__version__}; max_file_mb={settings.max_file_bytes // 2**20}; "
+            f"image_timeout={settings.image_timeout:g}; "
+            f"worker_memory_mb={settings.worker_memory_bytes // 2**20}"
+        )
 
     def record_detectors(self) -> None:
         """Tell the database which detectors this pipeline runs (once per pipeline)."""
@@ -201,6 +206,8 @@ class Pipeline:
         self._seen_this_scan = set()  # decoded in this scan: copies in later batches are duplicates
         chunk: list[str] = []
         for path in paths:
+            if self._stopping:
+                return total
             chunk.append(path)
             if len(chunk) >= self.settings.batch_size:
                 total.add(self.scan_batch(chunk))
@@ -216,10 +223,11 @@ class Pipeline:
     def _missing(self, known: dict[str, tuple] | None) -> list[Detector]:
         """Detectors with no verdict at their current version and settings, given
         {detector: (version, settings JSON)}; every detector when rescanning."""
+        running = [d for d in self.detectors if d.name not in self.disabled]
         if self.rescan:
-            return list(self.detectors)
+            return running
         known = known or {}
-        return [d for d in self.detectors if known.get(d.name) != self._wanted[d.name]]
+        return [d for d in running if known.get(d.name) != self._wanted[d.name]]
 
     def scan_batch(self, paths: Sequence[str]) -> ScanStats:
         started = time.perf_counter()
@@ -252,7 +260,8 @@ class Pipeline:
                 loaded.append(outcome)
 
         known.update(self.db.detector_versions(sha for *_, sha in loaded if sha not in known))
-        to_prepare: list[tuple] = []  # the first copy of each picture that needs work
+        to_prepare: list[Job] = []  # the first copy of each picture that needs work
+        stats_of: dict[str, os.stat_result] = {}
         preparing: set[str] = set()
         copies: list[tuple[str, os.stat_result, str]] = []  # later copies in this batch
         for path, st, data, sha in loaded:
@@ -266,39 +275,54 @@ class Pipeline:
                 copies.append((path, st, sha))
             else:
                 preparing.add(sha)
-                to_prepare.append((path, st, data, sha, missing, self.rescan or sha not in known))
+                stats_of[path] = st
+                to_prepare.append(
+                    Job(
+                        path,
+                        sha,
+                        data,
+                        tuple(d.name for d in missing),
+                        self.rescan or sha not in known,
+                        header_pixels(data),
+                    )
+                )
 
-        samples: list[tuple[Sample, list[Detector]]] = []
-        failed: dict[str, ImageError] = {}
-        for (path, st, _, sha, missing, _new), prepared in zip(
-            to_prepare, self._map(self._prepare, to_prepare), strict=True
-        ):
-            if isinstance(prepared, ImageError):
-                failed[sha] = prepared
-                self._decode_error(path, st, sha, prepared, batch, note)
+        failed: dict[str, tuple[str, str]] = {}  # sha -> (kind, message) of bytes that failed
+        finished: set[str] = set()
+        for job, done in self._work(to_prepare):
+            path, st = job.path, stats_of[job.path]
+            if done.failure:
+                failed[job.sha256] = done.failure
+                self._image_error(path, st, job.sha256, *done.failure, batch, note)
                 continue
-            sample, records = prepared
-            self._seen_this_scan.add(sha)
-            if records:
-                batch.images.append(records[0])
-                if records[1]:
-                    batch.ela.append(records[1])
-            batch.files.append(FileRecord(path, st.st_size, st.st_mtime_ns, sha))
-            samples.append((sample, missing))
-            note(path, "scanned", sha=sha)
+            finished.add(job.sha256)
+            self._seen_this_scan.add(job.sha256)
+            if done.image:
+                batch.images.append(done.image)
+            if done.ela:
+                batch.ela.append(done.ela)
+            batch.files.append(FileRecord(path, st.st_size, st.st_mtime_ns, job.sha256))
+            batch.verdicts.extend(done.verdicts)
+            batch.errors.extend(done.errors)
+            stats.detector_errors += len(done.errors)
+            for verdict in done.verdicts:
+                if verdict.label == "fake":
+                    stats.flagged[verdict.detector] += 1
+            if done.damage:
+                kind, message = done.damage
+                batch.errors.append(ErrorRecord(path, kind, message, sha256=job.sha256))
+            note(path, "scanned", sha=job.sha256)
         for path, st, sha in copies:  # each copy of bad bytes gets its own error row
             if sha in failed:
-                self._decode_error(path, st, sha, failed[sha], batch, note)
-            else:
+                self._image_error(path, st, sha, *failed[sha], batch, note)
+            elif sha in finished:
                 batch.files.append(FileRecord(path, st.st_size, st.st_mtime_ns, sha))
                 note(path, "duplicates", sha=sha)
+            # else: stopped before its picture was done; the next scan takes it
 
-        for detector in self.detectors:
-            todo = [s for s, missing in samples if detector in missing]
-            size = _batch_size(detector)
-            for start in range(0, len(todo), size):
-                self._run(detector, todo[start : start + size], batch, stats)
-
+        batch.errors.extend(self._late_errors)
+        stats.detector_errors += len(self._late_errors)
+        self._late_errors = []
         if len(batch):
             self.db.save(batch)
         stats.seconds = time.perf_counter() - started
@@ -319,11 +343,16 @@ class Pipeline:
     def _read(self, path: str, state, known: dict[str, dict[str, tuple]]):
         """None if unchanged; the kind of a skipped file (a str); (FileRecord|None,
         ErrorRecord); or the loaded file."""
+        if isinstance(path, Unlisted):
+            return _file_error(str(path), "unreadable", f"folder not listed: {path.reason}")
         try:
             st = os.stat(path)
         except FileNotFoundError:
             if os.path.islink(path):
-                return _file_error(path, "broken-link", f"{os.readlink(path)} does not exist")
+                # Its file row (the link's own size and time) lists it in `scanner results`.
+                return _file_error(
+                    path, "broken-link", f"{os.readlink(path)} does not exist", os.lstat(path)
+                )
             return _file_error(path, "unreadable", "the file disappeared before it was read")
         except OSError as exc:
             return _file_error(path, "unreadable", exc.strerror or str(exc))
@@ -337,7 +366,7 @@ class Pipeline:
             and state.size_bytes == st.st_size
             and state.mtime_ns == st.st_mtime_ns
             and (
-                state.status == "error"
+                (state.status == "error" and state.checked_with == self._checked_with)
                 or (state.sha256 in known and not self._missing(known[state.sha256]))
             )
         ):
@@ -355,117 +384,101 @@ class Pipeline:
                     if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
                         return skip_kind(head)
                     return _file_error(
-                        path, "corrupt", "named like an image but has no image signature", st
+                        path,
+                        "corrupt",
+                        "named like an image but has no image signature",
+                        st,
+                        checked_with=self._checked_with,
                     )
                 if st.st_size > self.settings.max_file_bytes:
                     limit = self.settings.max_file_bytes // (1024 * 1024)
                     return _file_error(
-                        path, "too-large", f"{st.st_size} bytes is over the {limit} MB limit", st
+                        path,
+                        "too-large",
+                        f"{st.st_size} bytes is over the {limit} MB limit (SCANNER_MAX_FILE_MB)",
+                        st,
+                        checked_with=self._checked_with,
                     )
                 data = head + handle.read()
         except OSError as exc:
             return _file_error(path, "unreadable", exc.strerror or str(exc))
         return path, st, data, hashlib.sha256(data).hexdigest()
 
-    def _map(self, fn, items: list) -> list:
-        if self.settings.workers <= 1 or len(items) <= 1:
-            return [fn(item) for item in items]
+    def stop(self) -> None:
+        """Finish soon: work in hand is abandoned (its files are left for the next scan), what
+        is done is stored. Safe to call from a signal handler."""
+        self._stopping = True
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def close(self) -> None:
+        """End the worker processes."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def _work(self, jobs: list[Job]) -> Iterator[tuple[Job, Done]]:
+        """Each job's Done, from worker processes (or this one with SCANNER_WORKERS=0). A
+        detector that hangs, explodes or kills its worker gets an error row, is disabled for
+        the rest of the run, and the picture is worked on again without it."""
+        if self._in_process or self.settings.workers == 0 or not isolation_available():
+            yield from run_in_process(
+                jobs, self.detectors, self.settings, self._settings, lambda: self._stopping
+            )
+            return
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="prepare")
-        return list(self._pool.map(fn, items))
+            for name, why in unsendable(self.detectors).items():
+                self.disabled[name] = why
+                self.say("warning", f"detector {name} disabled: {why}")
+            sendable = [d for d in self.detectors if d.name not in self.disabled]
+            self._pool = WorkerPool(sendable, self.settings, self._settings)
+        while jobs:
+            again: list[Job] = []
+            finished: set[int] = set()
+            try:
+                for job, outcome in self._pool.run(jobs, lambda: self._stopping):
+                    finished.add(id(job))
+                    if isinstance(outcome, Done):
+                        yield job, outcome
+                    elif outcome.stage == DECODING:
+                        yield job, Done(failure=(outcome.kind, outcome.message))
+                    else:
+                        again.append(self._blame(job, outcome))
+            except (OSError, EOFError, RuntimeError) as exc:  # a worker process cannot start
+                self.say(
+                    "warning",
+                    f"worker processes cannot start ({type(exc).__name__}: {exc}); images are "
+                    "worked on in the scanning process, without time or memory limits",
+                )
+                self._in_process = True
+                self.close()
+                rest = [j for j in jobs if id(j) not in finished] + again
+                yield from self._work(rest)
+                return
+            jobs = again
 
-    def _prepare(self, item: tuple):
-        """Decode one picture and compute what it needs; runs in a worker thread (Pillow,
-        zlib and OpenCV release the GIL). Returns (Sample, records or None) or the ImageError."""
-        path, _st, data, sha, missing, new = item
-        try:
-            rgb, fmt = decode(data)
-        except ImageError as exc:
-            return exc
-        sample = Sample(
-            path, sha, data, rgb, fmt, self.settings.ela_quality, self.settings.face_crops
+    def _blame(self, job: Job, overrun: Overrun) -> Job:
+        """Record a detector's overrun as its error on this picture and disable it; the job
+        without it."""
+        name = overrun.stage
+        if name not in self.disabled:
+            self.disabled[name] = f"{overrun.kind}: {overrun.message}"
+            self.say(
+                "warning",
+                f"detector {name} disabled for the rest of this run: "
+                f"{overrun.kind} on {job.path}: {overrun.message}",
+            )
+        self._late_errors.append(
+            ErrorRecord(
+                job.path, "detector-error", f"{overrun.kind}: {overrun.message}", name, job.sha256
+            )
         )
-        needs = set().union(*(d.needs for d in missing))
-        if "faces" in needs:
-            sample.faces()  # warm the view here, in parallel, not in the detector
-        return sample, self._describe(sample) if new else None
+        return replace(job, detectors=tuple(d for d in job.detectors if d not in self.disabled))
 
-    def _decode_error(self, path, st, sha, exc: ImageError, batch: Batch, note) -> None:
-        file_record, error = _file_error(path, exc.kind, str(exc), st, sha)
+    def _image_error(self, path, st, sha, kind: str, message: str, batch: Batch, note) -> None:
+        file_record, error = _file_error(path, kind, message, st, sha, self._checked_with)
         batch.files.append(file_record)
         batch.errors.append(error)
-        note(path, "errors", f"{exc.kind}: {exc}", sha)
-
-    def _describe(self, sample: Sample) -> tuple[ImageRecord, ElaRecord | None]:
-        """The image row and its ELA PNG (None with --no-ela)."""
-        width, height = sample.size
-        image = ImageRecord(sample.sha256, sample.format, width, height, len(sample.data))
-        if not self.settings.store_ela:
-            return image, None
-        difference = sample.ela_difference()
-        if self.settings.ela_grey:
-            difference = largest_channel(difference)
-        shown = scale_difference(difference, ELA_SCALE)
-        png = to_png(shown, self.settings.ela_max_side)
-        shrink = min(1.0, self.settings.ela_max_side / max(shown.size))
-        return image, ElaRecord(
-            sample.sha256,
-            sample.ela_quality,
-            sample.ela_max_diff(),
-            ELA_SCALE,
-            max(1, round(width * shrink)),
-            max(1, round(height * shrink)),
-            png,
-        )
-
-    def _run(self, detector: Detector, samples: list[Sample], batch: Batch, stats: ScanStats):
-        started = time.perf_counter()
-        try:
-            results = list(detector.predict(samples))
-            if len(results) != len(samples):
-                raise ValueError(f"returned {len(results)} results for {len(samples)} images")
-            model_hash = detector.model_hash
-            if model_hash is not None and not isinstance(model_hash, str):
-                raise TypeError(f"model_hash is a {type(model_hash).__name__}, not text")
-            checked = [_check(r) for r in results]
-        # A broken detector costs its verdicts, not the scan; SystemExit included (a plugin must
-        # not end the scan). KeyboardInterrupt is left alone: it is how a user stops a scan.
-        except (Exception, SystemExit) as exc:  # noqa: BLE001
-            message = f"{type(exc).__name__}: {exc}"
-            for sample in samples:
-                batch.errors.append(
-                    ErrorRecord(
-                        sample.path, "detector-error", message, detector.name, sample.sha256
-                    )
-                )
-            stats.detector_errors += len(samples)
-            return
-        seconds = (time.perf_counter() - started) / max(1, len(samples))
-        rows = zip(samples, results, checked, strict=True)
-        for sample, result, (problem, heatmap) in rows:
-            if problem:
-                batch.errors.append(
-                    ErrorRecord(
-                        sample.path, "detector-error", problem, detector.name, sample.sha256
-                    )
-                )
-                stats.detector_errors += 1
-                continue
-            batch.verdicts.append(
-                VerdictRecord(
-                    sample.sha256,
-                    detector.name,
-                    detector.version,
-                    model_hash,
-                    result.label,
-                    result.score,
-                    detector.threshold if result.label != "not-applicable" else None,
-                    result.reason,
-                    result.details,
-                    heatmap,
-                    seconds,
-                    self._settings[detector.name] or None,
-                )
-            )
-            if result.label == "fake":
-                stats.flagged[detector.name] += 1
+        note(path, "errors", f"{kind}: {message}", sha)

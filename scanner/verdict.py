@@ -9,6 +9,8 @@ other detectors stay stored and are shown on request, but do not vote.
 - `no-sign`: at least one detector in use judged the image and none labels it fake. It means
   "nothing found by these checks", never "real": every detector misses some fakes.
 - `unknown`: no detector in use could judge it (each said not-applicable, or none ran).
+- `error`: the file could not be scanned at all (its error row says why). `scanner results`
+  lists these too, so that a fake cannot hide from a listing by being made unreadable.
 
 The overall score is the highest P(fake) among the in-use verdicts that judged the image.
 The image_results SQL view (store migration 0003) applies the same rule to the default set.
@@ -19,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-OVERALL_LABELS = ("fake", "no-sign", "unknown")
+OVERALL_LABELS = ("fake", "no-sign", "unknown", "error")
 
 
 @dataclass(frozen=True)

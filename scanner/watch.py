@@ -10,9 +10,11 @@ or whose events the kernel dropped; unchanged files cost a stat each.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -108,9 +110,26 @@ class PendingFiles:
         return ready
 
 
+def _identity(folder: str) -> tuple[int, int] | None:
+    """(device, inode) of the folder a path names now; None when there is none."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
+
+
 class _Handler(FileSystemEventHandler):
-    def __init__(self, pending: PendingFiles):
+    def __init__(self, pending: PendingFiles, roots: Sequence[str] = ()):
         self.pending = pending
+        self.roots = set(roots)
+        # Roots deleted or moved away: their watch is dead even if a new folder takes the same
+        # inode number, so the daemon re-arms them (Watcher.check_roots).
+        self.lost: set[str] = set()
+
+    def on_deleted(self, event: FileSystemEvent) -> None:
+        if os.fsdecode(event.src_path) in self.roots:
+            self.lost.add(os.fsdecode(event.src_path))
 
     def _tree(self, folder: str) -> None:
         for path in iter_files([folder]):
@@ -127,6 +146,8 @@ class _Handler(FileSystemEventHandler):
             self.pending.touch(event.src_path)
 
     def on_moved(self, event: FileSystemEvent) -> None:
+        if os.fsdecode(event.src_path) in self.roots:
+            self.lost.add(os.fsdecode(event.src_path))
         dest = os.fsdecode(event.dest_path)
         if event.is_directory:
             self._tree(dest)
@@ -174,6 +195,10 @@ class Watcher:
         self.id = f"{socket.gethostname()}:{os.getpid()}"
         self._stop = threading.Event()
         self._heartbeat_failing = False
+        self._observer = None
+        self._handler: _Handler | None = None
+        self._watches: dict[str, object] = {}  # root -> the observer's watch of it
+        self._identity: dict[str, tuple[int, int] | None] = {}  # root -> (device, inode)
 
     def stop(self) -> None:
         self._stop.set()
@@ -246,11 +271,43 @@ class Watcher:
             log.info("heartbeats stored again")
         self._heartbeat_failing = False
 
+    def _arm(self, root: str) -> None:
+        """Watch `root` as it is now (the folder that the path names at this moment)."""
+        old = self._watches.pop(root, None)
+        if old is not None:
+            with contextlib.suppress(Exception):  # its folder may be gone already
+                self._observer.unschedule(old)
+        self._identity[root] = _identity(root)
+        if self._identity[root] is not None:
+            self._watches[root] = self._observer.schedule(self._handler, root, recursive=True)
+
+    def check_roots(self) -> None:
+        """A watched folder deleted, re-created or replaced by a link leaves the observer
+        watching nothing: notice it, watch the new folder and catch up on what it holds."""
+        for root in self.roots:
+            now = _identity(root)
+            lost = root in self._handler.lost
+            if now == self._identity.get(root) and not (lost and now is not None):
+                continue
+            self._handler.lost.discard(root)
+            if now is None:
+                log.warning("watched folder %s is gone; waiting for it to come back", root)
+                self._arm(root)
+                continue
+            log.warning("watched folder %s was replaced; watching the new one", root)
+            try:
+                self._arm(root)
+            except OSError as exc:  # replaced again, or unreadable: the next look tries again
+                log.warning("cannot watch %s: %s", root, exc)
+                self._identity[root] = None
+                continue
+            self.catch_up()
+
     def run(self, ready: Callable[[], None] | None = None) -> None:
         observer = PollingObserver() if self.polling else Observer()
-        handler = _Handler(self.pending)
+        self._observer, self._handler = observer, _Handler(self.pending, self.roots)
         for root in self.roots:
-            observer.schedule(handler, root, recursive=True)
+            self._arm(root)
         observer.start()  # before the catch-up pass, so that nothing falls between the two
         try:
             self.heartbeat()
@@ -269,6 +326,7 @@ class Watcher:
                 else:
                     self._stop.wait(0.1)
                 if time.monotonic() >= next_beat:
+                    self.check_roots()
                     # To the database only (`scanner status` reads it): an idle daemon writes
                     # no log lines, only files it scanned and changes of state.
                     self.heartbeat()

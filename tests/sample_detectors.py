@@ -3,11 +3,43 @@ image (how red it is) so that tests know the right answer; none of them detects 
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import ClassVar
 
 import numpy as np
 
 from scanner.detectors import Detector, Result
+
+
+class ScoredLog:
+    """The sha256 of every sample a detector scored, in a file: detectors run in worker
+    processes, whose memory the test cannot see. The file is named in the environment by the
+    first process that imports this module; the workers, started later, inherit the name."""
+
+    def __init__(self):
+        if "SCANNER_TEST_SCORED_LOG" not in os.environ:
+            handle, path = tempfile.mkstemp(prefix="scanner-scored-", suffix=".txt")
+            os.close(handle)
+            os.environ["SCANNER_TEST_SCORED_LOG"] = path
+        self.path = os.environ["SCANNER_TEST_SCORED_LOG"]
+
+    def append(self, sha: str) -> None:
+        with open(self.path, "a") as log:  # one short line per write: appends do not interleave
+            log.write(sha + "\n")
+
+    def _lines(self) -> list[str]:
+        with open(self.path) as log:
+            return log.read().split()
+
+    def clear(self) -> None:
+        open(self.path, "w").close()
+
+    def __len__(self) -> int:
+        return len(self._lines())
+
+    def __iter__(self):
+        return iter(self._lines())
 
 
 class Redness(Detector):
@@ -17,7 +49,7 @@ class Redness(Detector):
     version = "1"
     needs = frozenset({"rgb"})
     threshold = 0.6
-    scored: ClassVar[list[str]] = []  # sha256 of every sample scored, in order
+    scored: ClassVar[ScoredLog] = ScoredLog()  # sha256 of every sample scored, in order
 
     def predict(self, batch):
         out = []
@@ -136,3 +168,27 @@ class Exits(Detector):
 
     def predict(self, batch):
         raise SystemExit(3)
+
+
+class Hangs(Detector):
+    """predict() never returns (a model stuck in a loop, a lock never released)."""
+
+    name = "test-hangs"
+    version = "1"
+
+    def predict(self, batch):
+        import time
+
+        while True:
+            time.sleep(1)
+
+
+class Allocates(Detector):
+    """predict() touches 6 GiB, one page at a time."""
+
+    name = "test-allocates"
+    version = "1"
+
+    def predict(self, batch):
+        memory = np.ones(6 * 2**30, dtype=np.uint8)
+        return [Result.from_score(float(memory[0]) / 2, self.threshold) for _ in batch]

@@ -38,15 +38,15 @@ def cli(registry, tmp_path, db_url):
 
 def test_scan_summarises_and_warns_about_broken_plugins(cli, image_dir):
     proc = cli("scan", image_dir)
-    assert "Scanned 7 images" in proc.stdout
-    assert "errors:                 5" in proc.stdout
-    assert "test-red: 1 of 7" in proc.stdout
+    assert "Scanned 8 images" in proc.stdout  # truncated.jpg is scored as far as it decodes
+    assert "errors:                 4" in proc.stdout
+    assert "test-red: 1 of 8" in proc.stdout
     assert "detector test-fails-to-load skipped: FileNotFoundError" in proc.stderr
     # The third-party package installed from tests/example_plugin ran and was stored.
     stored = json.loads(
         cli("results", "-d", "example-ela-brightness", "--per-detector", "-f", "json").stdout
     )
-    assert len(stored) == 8 and stored[0]["detector_version"] == "0.1.0"
+    assert len(stored) == 9 and stored[0]["detector_version"] == "0.1.0"
     assert "not images, skipped:    1  (text 1; --verbose names them)" in proc.stdout
     again = cli("scan", image_dir, "--json")
     summary = json.loads(again.stdout)
@@ -59,13 +59,14 @@ def test_scan_summarises_and_warns_about_broken_plugins(cli, image_dir):
 def test_results_lists_one_row_per_image_by_default(cli, image_dir):
     cli("scan", image_dir, *TWO)
     rows = json.loads(cli("results", "--format", "json").stdout)
-    assert len(rows) == 8  # one per scanned path
+    assert len(rows) == 13  # one per path with a file row: 9 scanned, 4 that could not be
     assert list(rows[0]) == [
         "path",
         "overall",
         "score",
         "flagged_by",
         "checked_by",
+        "errors",
         "sha256",
         "scanned_at",
     ]
@@ -76,6 +77,19 @@ def test_results_lists_one_row_per_image_by_default(cli, image_dir):
     assert by_name["clean1.jpg"]["checked_by"] == ["test-big", "test-red"]
     assert len(by_name["clean1.jpg"]["sha256"]) == 64
     assert by_name["red.jpg"]["scanned_at"].endswith("Z")
+    # Errors are in the listing: a damaged file scored anyway, and files that could not be.
+    assert [e["kind"] for e in by_name["truncated.jpg"]["errors"]] == ["truncated"]
+    assert by_name["truncated.jpg"]["overall"] in ("fake", "no-sign")
+    assert by_name["bomb.png"]["overall"] == "error" and by_name["bomb.png"]["sha256"] is None
+    assert by_name["broken-link.jpg"]["errors"][0]["kind"] == "broken-link"
+    failed = json.loads(cli("results", "--overall", "error", "--format", "json").stdout)
+    assert {os.path.basename(r["path"]) for r in failed} == {
+        "bomb.png",
+        "broken-link.jpg",
+        "corrupt.jpg",
+        "renamed-text.jpg",
+    }
+    assert "decompression-bomb" in cli("results", "--overall", "error").stdout
     fake = json.loads(cli("results", "--overall", "FAKE", "--format", "json").stdout)
     assert [os.path.basename(r["path"]) for r in fake] == ["red.jpg"]
     out = cli("results", "--path", "*/sub/*", "-f", "csv").stdout
@@ -92,13 +106,13 @@ def test_results_lists_one_row_per_image_by_default(cli, image_dir):
 def test_results_per_detector_rows_carry_threshold_and_reason(cli, image_dir):
     cli("scan", image_dir, *TWO)
     rows = json.loads(cli("results", "--per-detector", "--format", "json").stdout)
-    assert len(rows) == 16  # 8 good paths x 2 detectors
+    assert len(rows) == 18  # 9 scanned paths x 2 detectors
     assert {"path", "sha256", "detector", "score", "label", "threshold", "reason"} <= set(rows[0])
     fake = json.loads(cli("results", "--label", "Fake", "--format", "json").stdout)
     assert [(os.path.basename(r["path"]), r["detector"]) for r in fake] == [("red.jpg", "test-red")]
     assert fake[0]["overall"] == "fake" and fake[0]["threshold"] == 0.6
     lines = cli("results", "-d", "test-big", "--per-detector", "-f", "jsonl").stdout.splitlines()
-    assert len(lines) == 8 and all(json.loads(line)["detector"] == "test-big" for line in lines)
+    assert len(lines) == 9 and all(json.loads(line)["detector"] == "test-big" for line in lines)
     table = list(csv.DictReader(io.StringIO(cli("results", "--per-detector", "-f", "csv").stdout)))
     assert {"threshold", "reason"} <= set(table[0])
     assert "smaller than 100 pixels" in cli("results", "--per-detector").stdout
@@ -110,10 +124,11 @@ def test_overall_counts_only_the_detectors_in_use(cli, registry, image_dir):
     cli("scan", image_dir, *TWO)
     cli("scan", image_dir, "-d", "test-alarm")  # flags every image
     default = json.loads(cli("results", "-f", "json").stdout)
-    assert {r["overall"] for r in default} == {"fake", "no-sign"}
+    assert {r["overall"] for r in default} == {"fake", "no-sign", "error"}
     assert [os.path.basename(r["path"]) for r in default if r["overall"] == "fake"] == ["red.jpg"]
     named = json.loads(cli("results", "-d", "test-alarm", "-f", "json").stdout)
-    assert {r["overall"] for r in named} == {"fake"} and len(named) == 8
+    assert {r["overall"] for r in named} == {"fake", "error"}
+    assert sum(r["overall"] == "fake" for r in named) == 9
     shown = json.loads(cli("show", image_dir / "clean1.jpg", "--json").stdout)
     assert shown["overall"] == "no-sign"
     assert "test-alarm" not in {v["detector"] for v in shown["verdicts"]}
@@ -131,7 +146,7 @@ def test_overall_counts_only_the_detectors_in_use(cli, registry, image_dir):
 def test_a_changed_setting_reruns_the_detectors_it_affects(cli, image_dir):
     cli("scan", image_dir, *TWO)
     again = json.loads(cli("scan", image_dir, *TWO, "--ela-quality", "80", "--json").stdout)
-    assert again["scanned"] == 7  # test-big reads the ELA image: it runs again
+    assert again["scanned"] == 8  # test-big reads the ELA image: it runs again
     rows = json.loads(cli("results", "--per-detector", "-f", "json", *TWO).stdout)
     settings = {r["detector"]: r["settings"] for r in rows}
     assert settings == {"test-big": {"ela_quality": 80}, "test-red": None}
@@ -140,7 +155,7 @@ def test_a_changed_setting_reruns_the_detectors_it_affects(cli, image_dir):
     forced = json.loads(
         cli("scan", image_dir, *TWO, "--ela-quality", "80", "--rescan", "--json").stdout
     )
-    assert forced["scanned"] == 7 and forced["unchanged"] == 0
+    assert forced["scanned"] == 8 and forced["unchanged"] == 0
 
 
 def test_show_lists_the_metadata_findings(cli, tmp_path):
@@ -305,7 +320,7 @@ def test_hostile_names_reach_no_terminal_and_no_spreadsheet(cli, tmp_path):
     assert "\x1b" not in shown and "\\x1b]0;pwned" in shown
     # JSON keeps the exact names.
     exact = {r["path"] for r in json.loads(cli("results", "-f", "json").stdout)}
-    assert exact == {str(folder / name) for name in names}
+    assert exact == {str(folder / name) for name in [*names, "[/]broken\x1b[2J.jpg"]}
 
 
 def test_watch_rejects_a_zero_reconcile_interval(cli, tmp_path):

@@ -5,7 +5,8 @@ import json
 import re
 import sys
 
-from scanner.output import Format, display_path, emit, middle_ellipsis
+from scanner.output import Format, display_path, emit, middle_ellipsis, printable
+from scanner.paths import to_text
 
 
 def test_middle_ellipsis_keeps_the_file_name():
@@ -37,7 +38,8 @@ def test_json_is_strict_and_paths_that_are_not_utf8_display(capsys):
     emit([{"score": float("nan")}], Format.json, ["score"])
     assert json.loads(capsys.readouterr().out) == [{"score": None}]
     undecodable = b"/photos/\xff\xfe.jpg".decode("utf-8", "surrogateescape")
-    assert display_path(undecodable) == "/photos/\ufffd\ufffd.jpg"
+    assert printable(undecodable) == "/photos/\\xff\\xfe.jpg"  # the bytes, as escapes
+    assert display_path(to_text(undecodable)) == "/photos/\\xff\\xfe.jpg"  # from the stored form
 
 
 def test_a_csv_cell_that_looks_like_a_formula_is_text(capsys):

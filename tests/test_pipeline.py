@@ -37,25 +37,29 @@ def test_every_file_is_accounted_for(image_dir, db_url):
     assert recorded == EXPECTED
     assert all(e["message"] for e in errors.values())
     assert stats.seen == len(EXPECTED) + 1  # + notes.txt, skipped as not an image
-    assert stats.not_images == 1 and stats.errors == 5
-    assert stats.scanned == 7 and stats.duplicates == 1  # clean0-copy.jpg has clean0's bytes
+    assert stats.not_images == 1 and stats.errors == 4
+    # clean0-copy.jpg has clean0's bytes; truncated.jpg is scored as far as it decodes, and its
+    # error row says it is damaged.
+    assert stats.scanned == 8 and stats.duplicates == 1
+    assert files["truncated.jpg"]["status"] == "ok"
+    assert "scored as far as it decodes" in errors["truncated.jpg"]["message"]
     assert stats.flagged == {"test-red": 1}  # red.jpg
 
 
 def test_same_picture_under_two_paths_is_scanned_once(image_dir, db_url):
     db = Database(db_url)
     scan(db, image_dir, Redness())
-    assert len(Redness.scored) == len(set(Redness.scored)) == 7
+    assert len(Redness.scored) == len(set(Redness.scored)) == 8
     by_path = {r["path"]: r["sha256"] for r in rows(db, tables.files)}
     assert by_path[str(image_dir / "clean0.jpg")] == by_path[str(image_dir / "sub/clean0-copy.jpg")]
-    assert len(rows(db, tables.images)) == len(rows(db, tables.ela_images)) == 7
+    assert len(rows(db, tables.images)) == len(rows(db, tables.ela_images)) == 8
 
 
 def test_verdicts_record_detector_version_threshold_and_details(image_dir, db_url):
     db = Database(db_url)
     scan(db, image_dir, Redness(), NeedsBigImages())
     verdicts = rows(db, tables.verdicts)
-    assert len(verdicts) == 14
+    assert len(verdicts) == 16
     red = [v for v in verdicts if v["detector"] == "test-red"]
     assert {v["detector_version"] for v in red} == {"1"} and {v["threshold"] for v in red} == {0.6}
     assert sorted(v["label"] for v in red).count("fake") == 1
@@ -84,7 +88,7 @@ def test_rescan_skips_unchanged_files_without_reading_them(image_dir, db_url, mo
     assert opened == [str(image_dir / "notes.txt")]  # only to see it is not an image
     assert stats.unchanged == 12 and stats.scanned == 0 and stats.not_images == 1
     assert stats.errors == 1  # the broken link cannot be stat'ed, so it is reported each time
-    assert len(Redness.scored) == 7
+    assert len(Redness.scored) == 8
 
 
 def test_changed_touched_and_new_files(image_dir, db_url):
@@ -107,7 +111,7 @@ def test_a_new_detector_version_rescans_only_that_detector(image_dir, db_url):
     before = {(v["sha256"], v["detector"]): v for v in rows(db, tables.verdicts)}
     Redness.scored.clear()
     stats = scan(db, image_dir, RednessV2(), NeedsBigImages())
-    assert stats.scanned == 7 and len(Redness.scored) == 7
+    assert stats.scanned == 8 and len(Redness.scored) == 8
     after = {(v["sha256"], v["detector"]): v for v in rows(db, tables.verdicts)}
     assert {v["detector_version"] for (_, d), v in after.items() if d == "test-red"} == {"2"}
     big_before = {k: v["scanned_at"] for k, v in before.items() if k[1] == "test-big"}
@@ -117,7 +121,7 @@ def test_a_new_detector_version_rescans_only_that_detector(image_dir, db_url):
 def test_a_failing_detector_costs_only_its_own_verdicts(image_dir, db_url):
     db = Database(db_url)
     stats = scan(db, image_dir, Explodes(), OutOfRange(), Redness())
-    assert stats.detector_errors == 14 and stats.scanned == 7
+    assert stats.detector_errors == 16 and stats.scanned == 8
     assert {v["detector"] for v in rows(db, tables.verdicts)} == {"test-red"}
     errors = [e for e in rows(db, tables.errors) if e["detector"]]
     assert {(e["detector"], e["kind"]) for e in errors} == {
@@ -128,20 +132,21 @@ def test_a_failing_detector_costs_only_its_own_verdicts(image_dir, db_url):
     assert any("not a probability" in e["message"] for e in errors)
     # The failed detector is retried next time; the error rows are replaced, not piled up.
     scan(db, image_dir, Explodes(), Redness())
-    assert len([e for e in rows(db, tables.errors) if e["detector"] == "test-explodes"]) == 7
+    assert len([e for e in rows(db, tables.errors) if e["detector"] == "test-explodes"]) == 8
 
 
 def test_ela_png_is_capped_and_each_image_decoded_once(image_dir, db_url, monkeypatch):
-    import scanner.pipeline as pipeline_module
+    import scanner.work as work_module
 
     calls = []
-    real_decode = pipeline_module.decode
+    real_decode = work_module.decode_salvaging
     monkeypatch.setattr(
-        pipeline_module, "decode", lambda data: [calls.append(1), real_decode(data)][1]
+        work_module, "decode_salvaging", lambda data: [calls.append(1), real_decode(data)][1]
     )
     db = Database(db_url)
-    scan(db, image_dir, Redness(), NeedsBigImages(), ela_max_side=100)
-    assert len(calls) == 7 + 3  # good images, and those with a signature that fail to decode
+    # In this process (workers=0), where the spy can count.
+    scan(db, image_dir, Redness(), NeedsBigImages(), ela_max_side=100, workers=0)
+    assert len(calls) == 8 + 2  # good images, and those with a signature that fail to decode
     sizes = {(r["width"], r["height"]) for r in rows(db, tables.ela_images)}
     assert max(max(s) for s in sizes) == 100
     assert {r["quality"] for r in rows(db, tables.ela_images)} == {90}
@@ -253,10 +258,10 @@ def test_stored_ela_uses_a_fixed_recorded_scale_and_can_be_left_out(image_dir, t
     db = Database(f"sqlite:///{tmp_path / 'with.db'}")
     scan(db, image_dir, Redness())
     ela = rows(db, tables.ela_images)
-    assert {r["scale"] for r in ela} == {ELA_SCALE} and len(ela) == 7
+    assert {r["scale"] for r in ela} == {ELA_SCALE} and len(ela) == 8
     bare = Database(f"sqlite:///{tmp_path / 'without.db'}")
-    assert scan(bare, image_dir, Redness(), store_ela=False).scanned == 7
-    assert rows(bare, tables.ela_images) == [] and len(rows(bare, tables.verdicts)) == 7
+    assert scan(bare, image_dir, Redness(), store_ela=False).scanned == 8
+    assert rows(bare, tables.ela_images) == [] and len(rows(bare, tables.verdicts)) == 8
     # Known images are not rescanned for want of an ELA row.
     assert scan(bare, image_dir, Redness(), store_ela=False).scanned == 0
 
@@ -277,14 +282,14 @@ def test_bad_plugin_outputs_and_sys_exit_cost_only_their_own_verdicts(image_dir,
 
     db = Database(db_url)
     stats = scan(db, image_dir, Redness(), BadOutputs(), Exits())
-    assert stats.scanned == 7
+    assert stats.scanned == 8
     verdicts = rows(db, tables.verdicts)
-    assert sum(v["detector"] == "test-red" for v in verdicts) == 7
+    assert sum(v["detector"] == "test-red" for v in verdicts) == 8
     # batch_size 0 still scores every image, one at a time: each is then result 0 (bad reason).
     problems = [e for e in rows(db, tables.errors) if e["detector"] == "test-bad-outputs"]
-    assert len(problems) == 7 and all("reason is a dict" in e["message"] for e in problems)
+    assert len(problems) == 8 and all("reason is a dict" in e["message"] for e in problems)
     exits = [e for e in rows(db, tables.errors) if e["detector"] == "test-exits"]
-    assert len(exits) == 7 and exits[0]["message"].startswith("SystemExit")
+    assert len(exits) == 8 and exits[0]["message"].startswith("SystemExit")
 
 
 def test_a_file_swapped_for_a_fifo_does_not_block(tmp_path, db_url, monkeypatch):

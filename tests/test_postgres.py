@@ -69,7 +69,7 @@ def test_scan_store_and_query_on_postgresql(postgres_url, image_dir):
     db = Database(postgres_url)
     pipeline = Pipeline(db, [Redness(), NeedsBigImages()], Settings(batch_size=4))
     stats = pipeline.scan(iter_files([image_dir]))
-    assert stats.scanned == 7 and stats.errors == 5 and stats.duplicates == 1
+    assert stats.scanned == 8 and stats.errors == 4 and stats.duplicates == 1
     again = Pipeline(Database(postgres_url), [Redness(), NeedsBigImages()], Settings())
     assert again.scan(iter_files([image_dir])).unchanged == 12
     rows = queries.verdicts(db, queries.ResultFilter(label="fake"))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 from conftest import jpeg_bytes, photo
 from sqlalchemy import func, select
 
+from scanner.paths import to_text
 from scanner.store import Database, tables
 
 TIMEOUT = 120
@@ -255,3 +257,33 @@ def test_sigkilled_daemon_is_gone_idle_daemon_is_quiet_and_every_line_is_json(
     assert json.loads(status("--json"))["watchers"][0]["state"] == "gone"
     assert "forgot watcher" in status("--forget")
     assert json.loads(status("--json"))["watchers"] == []
+
+
+def test_a_deleted_and_recreated_root_is_watched_again(watched, db_url):
+    incoming, start = watched
+    daemon = start()
+    (incoming / "before.jpg").write_bytes(small_jpeg(1))
+    wait_for(lambda: str(incoming / "before.jpg") in stored(db_url), "the first file")
+    shutil.rmtree(incoming)
+    incoming.mkdir()
+    (incoming / "after.jpg").write_bytes(small_jpeg(2))  # no reconcile pass for 300 s
+    wait_for(lambda: str(incoming / "after.jpg") in stored(db_url), "a file in the new folder")
+    messages = [e.get("message", "") for e in daemon.events()]
+    assert any("was replaced; watching the new one" in m for m in messages), messages
+    assert daemon.stop() == 0
+
+
+def test_a_name_that_is_not_utf8_does_not_stop_the_daemon(watched, db_url):
+    incoming, start = watched
+    raw = os.fsencode(incoming) + b"/\xff\xfe.jpg"
+    with open(raw, "wb") as handle:  # there before the start: the catch-up pass meets it
+        handle.write(small_jpeg(3))
+    daemon = start()
+    with open(os.fsencode(incoming) + b"/\xfe\xff.jpg", "wb") as handle:  # and one on arrival
+        handle.write(small_jpeg(4))
+    expected = {to_text(os.fsdecode(raw)), to_text(str(incoming) + "/\udcfe\udcff.jpg")}
+    wait_for(lambda: set(stored(db_url)) >= expected, "both files")
+    assert daemon.proc.poll() is None
+    scanned = [e["path"] for e in daemon.events() if e.get("event") == "scanned"]
+    assert set(scanned) == expected  # the JSON log carries the stored form: valid UTF-8
+    assert daemon.stop() == 0

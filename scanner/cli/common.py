@@ -216,4 +216,5 @@ def _pipeline(db, only, given: dict, on_file=None, say=_say, rescan: bool = Fals
         raise typer.BadParameter(str(exc)) from None
     database = _open(db, create=True)
     detectors = _load_detectors(only, say)
-    return database, detectors, Pipeline(database, detectors, settings, on_file, rescan=rescan)
+    pipeline = Pipeline(database, detectors, settings, on_file, rescan=rescan, say=say)
+    return database, detectors, pipeline

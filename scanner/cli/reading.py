@@ -29,7 +29,7 @@ from scanner.cli.common import (
     app,
 )
 from scanner.detectors import LABELS, discover
-from scanner.output import Format, dumps, emit, printable
+from scanner.output import Format, display_path, dumps, emit, printable
 from scanner.store import queries
 from scanner.store.database import iso, utcnow
 from scanner.verdict import OVERALL_LABELS
@@ -68,7 +68,7 @@ def results(
         str | None,
         typer.Option(
             metavar="WORD",
-            help="Only images whose overall verdict is this: fake, no-sign or unknown.",
+            help="Only images whose overall verdict is this: fake, no-sign, unknown or error.",
             show_default=False,
         ),
     ] = None,
@@ -119,12 +119,13 @@ def results(
     ] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """List scanned images, one row each: path, overall verdict, highest score, the detectors
-    that flagged it, and its SHA-256.
+    """List scanned files, one row each: path, overall verdict, highest score, the detectors
+    that flagged it, its errors, and its SHA-256.
 
     The overall verdict counts the detectors in use: those on by default, or the ones named
     with -d. fake: one of them flagged the image; no-sign: they judged it and none did (not
-    a proof that it is genuine); unknown: none could judge it.
+    a proof that it is genuine); unknown: none could judge it; error: the file could not be
+    scanned (the errors column says why).
 
     Example: scanner results --overall fake --min-score 0.9 --path '*/2026/*' --format json
     """
@@ -143,8 +144,12 @@ def results(
     rows = queries.images(database, where, in_use)
     if fmt is Format.table:
         for row in rows:
-            row["sha256"] = row["sha256"][:12]
-    emit(rows, fmt, ["path", "overall", "score", "flagged_by", "sha256"])
+            row["sha256"] = (row["sha256"] or "")[:12]
+            # The kinds only: `scanner errors` or `show` give the messages.
+            row["errors"] = [
+                " ".join(filter(None, (e["detector"], e["kind"]))) for e in row["errors"]
+            ]
+    emit(rows, fmt, ["path", "overall", "score", "flagged_by", "errors", "sha256"])
 
 
 def _writable_file(target: Path, option: str) -> Path:
@@ -238,7 +243,7 @@ def show(
     size = f"{report['width']}x{report['height']}, {report['size_bytes']} bytes"
     typer.echo(f"{sha}  {report['format']} {size}")
     for p in report["paths"]:
-        typer.echo(f"  {printable(p)}")
+        typer.echo(f"  {display_path(p)}")
     score = "" if overall.score is None else f" (highest P(fake) {overall.score:.3f})"
     by = f", flagged by {', '.join(overall.flagged_by)}" if overall.flagged_by else ""
     checked = ", ".join(overall.checked_by) or "no detector could judge it"

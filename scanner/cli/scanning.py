@@ -27,7 +27,7 @@ from scanner.cli.common import (
     set_reporter,
 )
 from scanner.logs import WORDS, LogFormat, log_outcome, setup_logging
-from scanner.output import display_path, dumps, printable
+from scanner.output import dumps, printable
 from scanner.pipeline import FileOutcome, ScanStats, iter_files
 from scanner.store import DatabaseError
 from scanner.watch import Watcher
@@ -59,7 +59,7 @@ def _say_outcome(item: FileOutcome) -> None:
     if item.outcome != "scanned":
         word = WORDS.get(item.outcome, item.outcome)
         detail = f" ({printable(item.detail)})" if item.detail else ""
-        typer.echo(f"{word}: {display_path(item.path)}{detail}", err=True)
+        typer.echo(f"{word}: {printable(item.path)}{detail}", err=True)
 
 
 @app.command()
@@ -129,6 +129,8 @@ def scan(
     )
     files = list(iter_files(paths, follow_links=follow_links))
     show_progress = sys.stderr.isatty() if progress is None else progress
+    # SIGTERM: store what is done and stop within seconds (the rest is scanned next time).
+    signal.signal(signal.SIGTERM, lambda *_: pipeline.stop())
     try:
         if show_progress:
             with Progress(transient=True) as bar:
@@ -138,10 +140,16 @@ def scan(
             stats = pipeline.scan(files)
     except DatabaseError as exc:
         raise _fail(str(exc), EXIT_DATABASE) from None
+    finally:
+        pipeline.close()
     if as_json:
-        typer.echo(dumps(stats.as_dict()))
+        typer.echo(dumps(stats.as_dict() | {"disabled": pipeline.disabled}))
     else:
         _print_summary(stats, detectors)
+        for name, why in pipeline.disabled.items():
+            typer.echo(f"  {name} was disabled during the scan: {printable(why)}")
+    if pipeline.stopping:
+        raise typer.Exit(143)
 
 
 @app.command()
@@ -185,7 +193,8 @@ def watch(
     """Scan every image that arrives in FOLDERS (and below) until stopped.
 
     At start, and every --reconcile seconds, a catch-up pass scans whatever arrived or changed
-    while the daemon was not looking. SIGTERM or SIGINT finish the batch in hand and exit 0.
+    while the daemon was not looking. SIGTERM or SIGINT store what is done, abandon the image
+    work in hand (scanned at the next start) and exit 0 within seconds.
 
     Example: scanner watch /incoming --db results.db --log-format json
     """
@@ -213,8 +222,13 @@ def watch(
         reconcile_every=reconcile,
         batch_size=pipeline.settings.batch_size,
     )
+
+    def stop(*_) -> None:
+        watcher.stop()
+        pipeline.stop()  # abandon the image work in hand: stopped within seconds
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: watcher.stop())
+        signal.signal(sig, stop)
     names = ", ".join(d.name for d in detectors) or "none"
     logging.getLogger("scanner.watch").info(
         "watching %s (detectors: %s; %s)",
@@ -222,4 +236,7 @@ def watch(
         names,
         "polling" if polling else "kernel events",
     )
-    watcher.run()
+    try:
+        watcher.run()
+    finally:
+        pipeline.close()

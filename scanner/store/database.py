@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from sqlalchemy import Connection, Table, delete, insert, select, tuple_
 from sqlalchemy.exc import SQLAlchemyError
 
+from scanner.paths import to_text
 from scanner.store import tables
 from scanner.store.engine import WRITE, DatabaseError, check_current, make_engine, migrate
 
@@ -37,6 +38,7 @@ class FileState:
     mtime_ns: int
     sha256: str | None
     status: str
+    checked_with: str | None = None
 
 
 @dataclass
@@ -46,6 +48,9 @@ class FileRecord:
     mtime_ns: int
     sha256: str | None
     status: str = "ok"
+    # An error row's file: the limits and scanner version it was refused with. It is read
+    # again when they change (a raised size limit, a decoder that learnt the format).
+    checked_with: str | None = None
 
 
 @dataclass
@@ -189,14 +194,18 @@ class Database:
             raise DatabaseError(f"writing {self.engine.url!r} failed: {exc}") from exc
 
     def file_states(self, paths: Sequence[str]) -> dict[str, FileState]:
+        """What is stored of each path (as the file system gives it) that has a file row."""
         found: dict[str, FileState] = {}
         f = tables.files
+        stored = {to_text(p): p for p in paths}
         with self.read() as conn:
-            for chunk in _chunks(list(paths)):
-                query = select(f.c.path, f.c.size_bytes, f.c.mtime_ns, f.c.sha256, f.c.status)
+            for chunk in _chunks(list(stored)):
+                query = select(
+                    f.c.path, f.c.size_bytes, f.c.mtime_ns, f.c.sha256, f.c.status, f.c.checked_with
+                )
                 for row in conn.execute(query.where(f.c.path.in_(chunk))):
-                    found[row.path] = FileState(
-                        row.size_bytes, row.mtime_ns, row.sha256, row.status
+                    found[stored[row.path]] = FileState(
+                        row.size_bytes, row.mtime_ns, row.sha256, row.status, row.checked_with
                     )
         return found
 
@@ -248,8 +257,13 @@ class Database:
                 row["settings"] = settings_json(record.settings)
                 verdict_rows.append(row)
             _upsert(conn, tables.verdicts, verdict_rows)
-            _upsert(conn, tables.files, [asdict(r) | {"scanned_at": now} for r in batch.files])
-            touched = sorted({r.path for r in batch.files} | {r.path for r in batch.errors})
+            # Paths in their stored form (scanner/paths.py): a name that is not UTF-8 as well.
+            file_rows = [
+                asdict(r) | {"path": to_text(r.path), "scanned_at": now} for r in batch.files
+            ]
+            error_rows = [asdict(r) | {"path": to_text(r.path), "at": now} for r in batch.errors]
+            _upsert(conn, tables.files, file_rows)
+            touched = sorted({r["path"] for r in file_rows} | {r["path"] for r in error_rows})
             for chunk in _chunks(touched):
                 conn.execute(delete(tables.errors).where(tables.errors.c.path.in_(chunk)))
-            _upsert(conn, tables.errors, [asdict(r) | {"at": now} for r in batch.errors])
+            _upsert(conn, tables.errors, error_rows)

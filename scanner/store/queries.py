@@ -13,9 +13,10 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
+from scanner.paths import to_text
 from scanner.store import tables
 from scanner.store.database import Database, iso
-from scanner.verdict import overall
+from scanner.verdict import Overall, overall
 
 
 @dataclass
@@ -69,11 +70,24 @@ def _verdicts_by_sha(conn, shas: Collection[str]) -> dict[str, list[tuple]]:
     return found
 
 
+def _errors_by_path(conn, paths: Collection[str]) -> dict[str, list[dict]]:
+    """path -> [{detector, kind, message}, ...] (detector "" for the file itself)."""
+    e = tables.errors
+    found: dict[str, list[dict]] = {}
+    path_list = sorted(paths)
+    for start in range(0, len(path_list), 500):
+        query = select(e.c.path, e.c.detector, e.c.kind, e.c.message).order_by(e.c.detector)
+        for row in conn.execute(query.where(e.c.path.in_(path_list[start : start + 500]))):
+            error = {"detector": row.detector, "kind": row.kind, "message": row.message}
+            found.setdefault(row.path, []).append(error)
+    return found
+
+
 def _files(where: ResultFilter):
     f = tables.files
-    query = select(f.c.path, f.c.sha256, f.c.scanned_at).where(f.c.status == "ok")
+    query = select(f.c.path, f.c.sha256, f.c.scanned_at, f.c.status)
     if where.path_glob:
-        query = query.where(f.c.path.like(glob_to_like(where.path_glob), escape="\\"))
+        query = query.where(f.c.path.like(glob_to_like(to_text(where.path_glob)), escape="\\"))
     if where.since:
         query = query.where(f.c.scanned_at >= where.since)
     return query.order_by(f.c.path)
@@ -81,14 +95,20 @@ def _files(where: ResultFilter):
 
 def images(db: Database, where: ResultFilter, in_use: Collection[str] | None = None) -> list[dict]:
     """One row per scanned path: its overall verdict (by the detectors `in_use`, default set if
-    None), the highest score, which detectors flagged it and which could judge it."""
+    None), the highest score, which detectors flagged it, which could judge it, and its error
+    rows (a damaged file, a failed detector). A file that could not be scanned is a row with
+    overall `error`."""
     in_use = default_detectors(db) if in_use is None else set(in_use)
     with db.read() as conn:
         files = conn.execute(_files(where)).all()
-        verdicts = _verdicts_by_sha(conn, {row.sha256 for row in files})
+        verdicts = _verdicts_by_sha(conn, {row.sha256 for row in files if row.sha256})
+        errors = _errors_by_path(conn, {row.path for row in files})
     rows = []
-    for path, sha, scanned_at in files:
-        result = overall(verdicts[sha], in_use)
+    for path, sha, scanned_at, status in files:
+        if status == "ok":
+            result = overall(verdicts[sha], in_use)
+        else:
+            result = Overall("error", None, (), ())
         if where.overall and result.label != where.overall:
             continue
         if where.min_score is not None and (result.score is None or result.score < where.min_score):
@@ -100,6 +120,7 @@ def images(db: Database, where: ResultFilter, in_use: Collection[str] | None = N
                 "score": result.score,
                 "flagged_by": list(result.flagged_by),
                 "checked_by": list(result.checked_by),
+                "errors": errors.get(path, []),
                 "sha256": sha,
                 "scanned_at": iso(scanned_at),
             }
@@ -144,7 +165,7 @@ def verdicts(
     if where.min_score is not None:
         query = query.where(v.c.score >= where.min_score)
     if where.path_glob:
-        query = query.where(f.c.path.like(glob_to_like(where.path_glob), escape="\\"))
+        query = query.where(f.c.path.like(glob_to_like(to_text(where.path_glob)), escape="\\"))
     if where.since:
         query = query.where(v.c.scanned_at >= where.since)
     with db.read() as conn:
@@ -167,7 +188,7 @@ def find_image(db: Database, ref: str) -> str | None:
     """The sha256 of the image at path `ref`, or whose sha256 starts with `ref` (unique)."""
     f, i = tables.files, tables.images
     with db.read() as conn:
-        sha = conn.execute(select(f.c.sha256).where(f.c.path == ref)).scalar()
+        sha = conn.execute(select(f.c.sha256).where(f.c.path == to_text(ref))).scalar()
         if sha:
             return sha
         if len(ref) >= 6 and all(c in "0123456789abcdef" for c in ref.lower()):

@@ -54,6 +54,9 @@ files = Table(
     Column("mtime_ns", BigInteger, nullable=False),
     Column("status", String(16), nullable=False),
     Column("scanned_at", DateTime, nullable=False),
+    # For status 'error': what the file was refused with (scanner version and limits); a file
+    # refused by other limits or another version is read again (migration 0004).
+    Column("checked_with", Text, nullable=True),
 )
 
 # The Error Level Analysis image of each picture, as PNG (longest side capped): the absolute
