@@ -14,7 +14,7 @@ Measured:
 - with --large: peak memory of a scan (default detectors) of four 13000x13000 PNGs (169 Mpx
   each: past Pillow's warning limit, under its error limit) among 20 photos of 12 Mpx, against
   the decode floor of the same files. Image work runs in worker processes, so memory is the
-  sum over the scanning process, the fork server and the workers, sampled every 50 ms.
+  sum of PSS over the scanning process, the fork server and the workers, sampled every 50 ms.
 Each phase runs in a fresh process, so peak memory is its own. Absolute times vary between
 machines and runs; the ratios are what to compare.
 """
@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -71,13 +72,15 @@ def scan(folder: str, db: str, detectors=()) -> None:
 
 
 def _tree_rss(pid: int) -> int:
-    """Resident bytes of a process and all its descendants (Linux /proc)."""
+    """Proportional resident bytes (PSS: a page shared by n processes counts 1/n in each) of
+    a process and all its descendants (Linux /proc): what they cost the machine together."""
     total, todo = 0, [pid]
     while todo:
         current = todo.pop()
         try:
-            with open(f"/proc/{current}/statm") as handle:
-                total += int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            with open(f"/proc/{current}/smaps_rollup") as handle:
+                pss = next(line for line in handle if line.startswith("Pss:"))
+                total += int(pss.split()[1]) * 1024
             for task in os.listdir(f"/proc/{current}/task"):
                 with open(f"/proc/{current}/task/{task}/children") as handle:
                     todo.extend(int(child) for child in handle.read().split())
@@ -117,8 +120,11 @@ def make_large(folder: Path) -> None:
 
 
 def measure(fn, folder: str, db: str, names=()) -> tuple[float, int]:
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_phase, (fn, folder, db, tuple(names)))
+    # A fresh process per phase (its own peak memory); not a daemon, so the scan in it can
+    # start its worker processes.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        return pool.submit(_phase, fn, folder, db, tuple(names)).result()
 
 
 def main() -> None:
@@ -161,7 +167,7 @@ def main() -> None:
         f"({rescan_s / n * 1000:.3f} s per 1000 files)"
     )
     print(
-        f"peak RSS scan / decode floor:    {scan_rss / floor_rss:6.2f}x  "
+        f"peak memory scan / decode floor: {scan_rss / floor_rss:6.2f}x  "
         f"({scan_rss / 2**20:.0f} vs {floor_rss / 2**20:.0f} MiB)"
     )
     for name, seconds in costs.items():
@@ -178,7 +184,7 @@ def large() -> None:
         scan_s, scan_rss = measure(scan, str(folder), f"sqlite:///{tmp}/scan.db", default)
     print(f"4 PNGs of 13000x13000 and 20 JPEGs of 4000x3000, detectors: {', '.join(default)}")
     print(
-        f"peak RSS scan / decode floor:    {scan_rss / floor_rss:6.2f}x  "
+        f"peak PSS scan / decode floor:    {scan_rss / floor_rss:6.2f}x  "
         f"({scan_rss / 2**20:.0f} vs {floor_rss / 2**20:.0f} MiB; {scan_s:.0f} vs {floor_s:.0f} s)"
     )
 

@@ -183,10 +183,11 @@ def ela_difference(rgb: Image.Image, quality: int) -> Image.Image:
     return ImageChops.difference(rgb, resaved)
 
 
-def brighten(diff: Image.Image) -> tuple[Image.Image, int]:
+def brighten(diff: Image.Image, max_diff: int | None = None) -> tuple[Image.Image, int]:
     """The seed's ELA display: `diff` scaled by 255 / (largest difference), so the brightest
     pixel is always 255. Returns (ELA image, largest raw difference)."""
-    max_diff = max(high for _low, high in diff.getextrema())
+    if max_diff is None:
+        max_diff = max(high for _low, high in diff.getextrema())
     if max_diff == 0:
         return diff, 0
     scale = 255.0 / max_diff
@@ -324,26 +325,32 @@ class Sample:
     ela_quality: int = 90
     # The user says every input is already a face crop: faces() is then the whole image.
     face_crops: bool = False
-    # quality -> (raw difference, brightened ELA image, largest difference)
-    _ela: dict[int, tuple[Image.Image, Image.Image, int]] = field(default_factory=dict, repr=False)
+    # quality -> (raw difference, largest difference); the brightened image only when asked
+    # for (a full-size copy: 0.5 GB for a 169-megapixel picture).
+    _ela: dict[int, tuple[Image.Image, int]] = field(default_factory=dict, repr=False)
+    _bright: dict[int, Image.Image] = field(default_factory=dict, repr=False)
     _faces: list[Face] | None = field(default=None, repr=False)
 
     def ela(self, quality: int | None = None) -> Image.Image:
         """The ELA image, brightened as the seed did (default quality: the scan's)."""
-        return self._error_level(quality)[1]
+        quality = quality or self.ela_quality
+        if quality not in self._bright:
+            raw, max_diff = self._error_level(quality)
+            self._bright[quality] = brighten(raw, max_diff)[0]
+        return self._bright[quality]
 
     def ela_difference(self, quality: int | None = None) -> Image.Image:
         """The raw, unscaled ELA difference (absolute error levels, 0-255 per channel)."""
         return self._error_level(quality)[0]
 
     def ela_max_diff(self, quality: int | None = None) -> int:
-        return self._error_level(quality)[2]
+        return self._error_level(quality)[1]
 
-    def _error_level(self, quality: int | None) -> tuple[Image.Image, Image.Image, int]:
+    def _error_level(self, quality: int | None) -> tuple[Image.Image, int]:
         quality = quality or self.ela_quality
         if quality not in self._ela:
             raw = ela_difference(self.rgb, quality)
-            self._ela[quality] = (raw, *brighten(raw))
+            self._ela[quality] = (raw, max(high for _low, high in raw.getextrema()))
         return self._ela[quality]
 
     def faces(self) -> list[Face]:
