@@ -13,6 +13,8 @@ from __future__ import annotations
 import abc
 import json
 import math
+import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
@@ -168,13 +170,34 @@ def _instantiate(ep: EntryPoint) -> Detector:
     unknown = set(detector.needs) - VIEWS
     if unknown:
         raise ValueError(f"needs unknown views {sorted(unknown)}; known: {sorted(VIEWS)}")
-    detector.load()
+    _load_within(detector, float(os.environ.get("SCANNER_LOAD_TIMEOUT") or 60))
     # Its settings are stored as JSON with every verdict: check them once, here.
     settings = detector.settings(Settings())
     if not isinstance(settings, dict):
         raise TypeError(f"settings() returned {type(settings).__name__}, not a dict")
     json.dumps(settings, sort_keys=True)
     return detector
+
+
+def _load_within(detector: Detector, seconds: float) -> None:
+    """detector.load(), given up on after `seconds`: a load that hangs (a lock, a network
+    mount) must not hang `scanner detectors`, a scan or the daemon. Its thread is left behind,
+    a daemon thread that dies with the process; the detector is reported as failed."""
+    failure: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            detector.load()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=load, name=f"load {detector.name}", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise TimeoutError(f"load() did not finish within {seconds:g} s (SCANNER_LOAD_TIMEOUT)")
+    if failure:
+        raise failure[0]
 
 
 def installed_names() -> set[str]:

@@ -124,8 +124,10 @@ def _salvage(data: bytes) -> tuple[Image.Image, str] | None:
         return None
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = previous
-    if all(low == high for low, high in image.getextrema() if isinstance(low, int)):
-        return None  # one flat colour: no picture left to judge
+    extrema = image.getextrema()
+    bands = extrema if isinstance(extrema[0], tuple) else (extrema,)
+    if {band for band in bands} <= {(0, 0), (128, 128)} and len(set(bands)) == 1:
+        return None  # all the decoder's fill (JPEG grey, PNG black): nothing of the picture
     return image, fmt
 
 

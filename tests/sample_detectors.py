@@ -192,3 +192,15 @@ class Allocates(Detector):
     def predict(self, batch):
         memory = np.ones(6 * 2**30, dtype=np.uint8)
         return [Result.from_score(float(memory[0]) / 2, self.threshold) for _ in batch]
+
+
+class LoadHangs(Redness):
+    """load() never returns."""
+
+    name = "test-load-hangs"
+
+    def load(self):
+        import time
+
+        while True:
+            time.sleep(1)

@@ -204,3 +204,67 @@ def test_workers_that_cannot_start_leave_the_work_to_the_scanning_process(
     stats = pipeline.scan(iter_files([photos(tmp_path / "in")]))
     assert stats.scanned == 3 and stats.errors == 0
     assert any("worker processes cannot start" in message for _, message in heard)
+
+
+def test_a_load_that_hangs_is_reported_and_skipped(registry, tmp_path, db_url):
+    registry.add("test-red", "sample_detectors:Redness")
+    registry.add("test-load-hangs", "sample_detectors:LoadHangs")
+    env = os.environ | {"PYTHONPATH": registry.pythonpath, "SCANNER_LOAD_TIMEOUT": "2"}
+    listed = subprocess.run(
+        [sys.executable, "-m", "scanner", "detectors", "--format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    plugins = {p["name"]: p for p in json.loads(listed.stdout)}
+    assert plugins["test-load-hangs"]["status"] == "failed"
+    assert "did not finish within 2 s" in plugins["test-load-hangs"]["error"]
+    folder = photos(tmp_path / "in", 1)
+    scanned = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scanner",
+            "scan",
+            str(folder),
+            "--db",
+            db_url,
+            "--json",
+            "-d",
+            "test-red",
+            "-d",
+            "test-load-hangs",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert scanned.returncode == 0, scanned.stderr
+    assert json.loads(scanned.stdout)["scanned"] == 1
+    assert "test-load-hangs skipped: TimeoutError" in scanned.stderr
+
+
+def test_a_cut_or_padded_file_is_still_scored_with_a_finding(tmp_path, db_url):
+    import struct
+    import zlib
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    red = Image.new("RGB", (64, 64), (250, 10, 10))
+    (folder / "cut.jpg").write_bytes(jpeg_bytes(red)[:-2])  # the last 2 bytes removed
+    buffer = io.BytesIO()
+    red.save(buffer, "PNG")
+    png = buffer.getvalue()
+    text = b"Comment\x00\x00" + zlib.compress(b"a" * 2 * 2**20)  # 2 MB once inflated
+    chunk = struct.pack(">I", len(text)) + b"zTXt" + text
+    chunk += struct.pack(">I", zlib.crc32(b"zTXt" + text))
+    (folder / "padded.png").write_bytes(png[:33] + chunk + png[33:])  # after the header chunk
+    db = Database(db_url)
+    stats = Pipeline(db, [Redness()], Settings()).scan(iter_files([folder]))
+    assert stats.scanned == 2 and stats.flagged == {"test-red": 2}  # the fakes stay fake
+    errors = {os.path.basename(e["path"]): e for e in rows(db, tables.errors)}
+    assert errors["cut.jpg"]["kind"] == "truncated"
+    assert "MAX_TEXT_CHUNK" in errors["padded.png"]["message"]
+    assert all("scored as far as it decodes" in e["message"] for e in errors.values())
