@@ -112,7 +112,11 @@ def evaluate(
     labels = {os.path.abspath(p): y for p, y in items}
     with tempfile.TemporaryDirectory() as tmp:
         db = Database(db_url or f"sqlite:///{tmp}/evaluate.db")
-        Pipeline(db, detectors, settings or Settings()).scan(sorted(labels), progress=progress)
+        pipeline = Pipeline(db, detectors, settings or Settings())
+        try:
+            pipeline.scan(sorted(labels), progress=progress)
+        finally:
+            pipeline.close()
         rows = queries.verdicts(db, queries.ResultFilter())
         db.close()
     out = {}

@@ -53,7 +53,6 @@ class Done:
     errors: list[ErrorRecord] = field(default_factory=list)  # detector errors
     failure: tuple[str, str] | None = None
     damage: tuple[str, str] | None = None  # (kind, message): decoded as far as it goes
-    stage: str = DECODING  # where a failure happened: DECODING or a detector's name
 
 
 def check(result) -> tuple[str | None, bytes | None]:
