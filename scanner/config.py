@@ -27,24 +27,22 @@ def db_url(value: str | None = None) -> str:
     return url
 
 
-def _env_int(name: str, default: int) -> int:
+def _env(name: str, default, cast, kind: str):
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        return cast(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+        raise ValueError(f"{name} must be {kind}, got {raw!r}") from None
+
+
+def _env_int(name: str, default: int) -> int:
+    return _env(name, default, int, "a whole number")
 
 
 def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    return _env(name, default, float, "a number")
 
 
 DEFAULT_IMAGE_TIMEOUT = 30.0
