@@ -113,3 +113,28 @@ def gan(root: Path = DATA / "gan_cnndetection") -> list[dict]:
         label = int(path.parent.name == "fake")
         items.append({"path": str(path), "label": label, "family": family, "split": split})
     return items
+
+
+def camera_model(path: str | Path) -> str:
+    """'Make Model' from a photo's EXIF, or its file name when the EXIF says neither."""
+    with Image.open(path) as image:
+        exif = image.getexif()
+    make, model = str(exif.get(0x010F, "")).strip(), str(exif.get(0x0110, "")).strip()
+    return f"{make} {model}".strip() or Path(path).stem
+
+
+def real_photos(share: float = 0.5) -> list[dict]:
+    """Real photos from outside CASIA and the face sets: camera-native JPEGs (group: camera
+    model, whose quantisation tables identify it) and lossless Kodak scans (group: file).
+    `split` is "calibration" or "held-out" by group, `share` of the groups held out."""
+    items = []
+    for path in sorted((DATA / "camera_photos" / "real").glob("*")):
+        group = f"camera/{camera_model(path)}"
+        items.append({"path": str(path), "label": 0, "set": "camera_photos", "group": group})
+    for path in sorted((DATA / "real_lossless" / "real").glob("*.png")):
+        items.append(
+            {"path": str(path), "label": 0, "set": "real_lossless", "group": f"kodak/{path.name}"}
+        )
+    for item in items:
+        item["split"] = "held-out" if in_validation(item["group"], share) else "calibration"
+    return items

@@ -1,5 +1,7 @@
 """Reproduce the numbers in the shipped models' cards, on the validation splits.
 
+    python -m export.evaluate_models copy-move  # issue 11's bar (export/evaluate_tampering.py)
+    python -m export.evaluate_models splicing   # the same for the splicing network
     python -m export.evaluate_models ela-cnn   # CASIA v1: as-is, re-compressed, pixel F1
     python -m export.evaluate_models ela-patchnet  # the same for the cross-entropy network
     python -m export.evaluate_models srm-cnn       # the same for the noise-residual network
@@ -296,7 +298,16 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "model",
-        choices=["ela-cnn", "ela-patchnet", "srm-cnn", "mesonet", "metadata", "gan-spectrum"],
+        choices=[
+            "copy-move",
+            "splicing",
+            "ela-cnn",
+            "ela-patchnet",
+            "srm-cnn",
+            "mesonet",
+            "metadata",
+            "gan-spectrum",
+        ],
     )
     parser.add_argument(
         "--authors-weights",
@@ -310,7 +321,15 @@ def main(argv=None) -> None:
         help="ela-cnn, ela-patchnet, srm-cnn: evaluate the model.onnx and model.json there",
     )
     args = parser.parse_args(argv)
-    if args.model in ("ela-cnn", "ela-patchnet", "srm-cnn"):
+    if args.model in ("copy-move", "splicing"):
+        from export.evaluate_tampering import report
+        from scanner_plugins.copy_move import CopyMove
+        from scanner_plugins.splicing import Splicing
+
+        detector = CopyMove() if args.model == "copy-move" else Splicing()
+        detector.load()
+        report(detector, copy_moves_only=args.model == "copy-move")
+    elif args.model in ("ela-cnn", "ela-patchnet", "srm-cnn"):
         tampering(args.model, args.model_dir)
     elif args.model == "metadata":
         metadata()

@@ -26,3 +26,21 @@ def best_threshold(scores, labels) -> float:
         return (pred[labels == 1].mean() + (~pred[labels == 0]).mean()) / 2
 
     return float(max(candidates, key=balanced))
+
+
+def threshold_for(scores, max_fpr: float = 0.02) -> float:
+    """The lowest threshold (score >= threshold is fake) that flags at most `max_fpr` of the
+    real `scores`: just above the highest real score it must clear."""
+    ordered = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
+    allowed = int(np.floor(max_fpr * len(ordered)))
+    return float(np.nextafter(ordered[allowed], 1.0))
+
+
+def threshold_per_set(scores, sets, max_fpr: float = 0.02) -> tuple[float, dict[str, float]]:
+    """The lowest threshold that flags at most `max_fpr` of the real photos of EVERY set (a
+    pooled rate would let a large set of easy photos hide a small set of hard ones), and the
+    share of each set it flags."""
+    scores, sets = np.asarray(scores, dtype=np.float64), np.asarray(sets)
+    names = sorted(set(sets.tolist()))
+    threshold = max(threshold_for(scores[sets == name], max_fpr) for name in names)
+    return threshold, {name: float((scores[sets == name] >= threshold).mean()) for name in names}

@@ -17,6 +17,7 @@ from scanner.store import Database, tables
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BUILTINS = [
+    "copy-move",
     "ela-cnn",
     "ela-patchnet",
     "gan-spectrum",
@@ -100,7 +101,7 @@ def test_a_scan_of_a_mixed_folder_stores_verdicts_from_the_builtins(tmp_path):
     for v in verdicts:
         by_detector.setdefault(v.detector, []).append(v)
     assert {name: len(v) for name, v in by_detector.items()} == {name: 6 for name in BUILTINS}
-    for name in ("ela-cnn", "ela-patchnet", "srm-cnn"):
+    for name in ("ela-cnn", "ela-patchnet", "srm-cnn", "copy-move"):
         assert all(v.heatmap_png for v in by_detector[name]), name
     # CASIA's tampered files say Photoshop saved them; the ciplab files carry no metadata.
     labels = sorted(v.label for v in by_detector["metadata"])

@@ -1,0 +1,175 @@
+"""The measurements in the copy-move and splicing detectors' model cards (issue 11's bar).
+
+    python -m export.evaluate_models copy-move
+    python -m export.evaluate_models splicing
+
+1. CASIA v1's validation split (by source photo), all tampered against authentic: as-is and
+   with both classes re-saved at q75, q85, q95 (ROC AUC, accuracy, TPR at 5% FPR).
+2. True-positive rate at the shipped threshold on the validation copy-moves (`Sp_S`) and
+   splices (`Sp_D`): as-is, re-saved at q85, and shrunk to 75% then re-saved at q85.
+3. False-positive rate at the threshold on real photos the threshold was not chosen on: the
+   held-out halves of camera_photos (as-is, and shrunk to 60% and re-saved at q80) and of the
+   Kodak scans (saved at q75, q85, q95), the face sets' validation reals, CASIA's validation
+   authentic photos.
+4. Pixel F1 of the heatmap against CASIA's masks; 5. cost per image against decoding.
+Everything goes through scanner.evaluate (the scan pipeline, worker processes included).
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from export import data
+from export.training import jpeg_roundtrip
+from scanner.evaluate import evaluate
+from scanner.imaging import Sample, decode
+
+
+def _save(rgb: Image.Image, target: Path, quality: int | None) -> str:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if quality is None:
+        rgb.save(target.with_suffix(".png"))
+        return str(target.with_suffix(".png"))
+    jpeg_roundtrip(rgb, quality).save(target.with_suffix(".jpg"), quality=100)
+    return str(target.with_suffix(".jpg"))
+
+
+def variants(items: list[dict], how: str, folder: Path) -> list[tuple[str, int]]:
+    """(path, label) of each item as-is, re-saved at `qNN`, or shrunk to 75% then q85
+    (`resize`), or shrunk to 60% then q80 (`shrink`); both classes alike."""
+    if how == "as-is":
+        return [(i["path"], i["label"]) for i in items]
+    out = []
+    for n, item in enumerate(items):
+        rgb, _ = decode(Path(item["path"]).read_bytes())
+        quality = {"resize": 85, "shrink": 80}.get(how) or int(how[1:])
+        if how in ("resize", "shrink"):
+            scale = 0.75 if how == "resize" else 0.6
+            rgb = rgb.resize(
+                (round(rgb.width * scale), round(rgb.height * scale)), Image.Resampling.BICUBIC
+            )
+        target = folder / how / f"{n:05d}_{Path(item['path']).stem}"
+        out.append((_save(rgb, target, quality), item["label"]))
+    return out
+
+
+def held_out_reals(folder: Path) -> dict[str, list[tuple[str, int]]]:
+    photos = [i for i in data.real_photos() if i["split"] == "held-out"]
+    camera = [i for i in photos if i["set"] == "camera_photos"]
+    kodak = [i for i in photos if i["set"] == "real_lossless"]
+    faces = [i for i in data.faces() if i["label"] == 0 and i["split"] == "validation"]
+    casia = [i for i in data.casia() if i["label"] == 0 and i["split"] == "validation"]
+    return {
+        f"camera_photos held out ({len(camera)} photos), as-is": variants(camera, "as-is", folder),
+        "camera_photos held out, shrunk to 60% and re-saved at q80": variants(
+            camera, "shrink", folder
+        ),
+        f"Kodak scans held out ({len(kodak)}), saved at q75, q85, q95": sum(
+            (variants(kodak, f"q{q}", folder / f"k{q}") for q in (75, 85, 95)), []
+        ),
+        "real faces, validation split (faces_ciplab, faces_stylegan2)": variants(
+            faces, "as-is", folder
+        ),
+        "CASIA v1 authentic, validation split": variants(casia, "as-is", folder),
+    }
+
+
+def pixel_f1(detector, items: list[dict]) -> tuple[float, float, int]:
+    """Mean per-image F1 of heatmap >= 0.5 against the mask (heatmaps at image resolution), and
+    the same for a heatmap marking every pixel."""
+    scores, everything = [], []
+    for item in items:
+        raw = Path(item["path"]).read_bytes()
+        rgb, fmt = decode(raw)
+        result = detector.predict([Sample(item["path"], "", raw, rgb, fmt)])[0]
+        if result.heatmap is None:
+            continue
+        pred = np.asarray(result.heatmap) >= 0.5
+        mask = np.asarray(Image.open(item["mask"]).convert("L").resize(rgb.size)) > 127
+        tp = (pred & mask).sum()
+        scores.append(2 * tp / max(pred.sum() + mask.sum(), 1))
+        everything.append(2 * mask.sum() / (mask.size + mask.sum()))
+    return float(np.mean(scores)), float(np.mean(everything)), len(scores)
+
+
+def cost(detector) -> str:
+    """Milliseconds per image for the detector on a CASIA photo and on a 12-megapixel JPEG,
+    against decoding that JPEG (median of 5; one process, this machine)."""
+    casia = next(i for i in data.casia() if i["split"] == "validation")["path"]
+    camera = next(i for i in data.real_photos() if i["set"] == "camera_photos")["path"]
+    big = decode(Path(camera).read_bytes())[0].resize((4000, 3000), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    big.save(buffer, "JPEG", quality=90)
+    twelve = buffer.getvalue()
+
+    def median_ms(fn) -> float:
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return 1000 * float(np.median(times))
+
+    decode_ms = median_ms(lambda: decode(twelve))
+    lines = []
+    for label, raw in (("CASIA 384x256", Path(casia).read_bytes()), ("12 MP JPEG", twelve)):
+        rgb, fmt = decode(raw)
+        sample = Sample("x", "", raw, rgb, fmt)
+        detector.predict([sample])  # first call makes the session
+        lines.append(f"{label}: {median_ms(lambda s=sample: detector.predict([s])):.0f} ms")
+    return "; ".join(lines) + f"; decoding the 12 MP JPEG: {decode_ms:.0f} ms"
+
+
+def report(detector, copy_moves_only: bool = False) -> None:
+    from export.evaluate_models import HEADER, row
+
+    name = detector.name
+    val = [i for i in data.casia() if i["split"] == "validation"]
+    print(f"Threshold {detector.threshold:.4f}. CASIA v1 validation split: {len(val)} images.\n")
+    print(HEADER)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for how in ("as-is", "q75", "q85", "q95"):
+            m = evaluate(variants(val, how, folder / "all"), [detector])[name]
+            label = "as-is" if how == "as-is" else f"both classes re-saved at JPEG {how}"
+            print(row(label, m))
+        authentic = [i for i in val if i["label"] == 0]
+        print("\n| validation images | as-is | re-saved q85 | shrunk to 75%, q85 |")
+        print("|---|---|---|---|")
+        for kind in ("Sp_S", "Sp_D"):
+            fakes = [i for i in val if Path(i["path"]).name.startswith(kind)]
+            cells = []
+            for how in ("as-is", "q85", "resize"):
+                items = variants(fakes + authentic, how, folder / f"{kind}")
+                m = evaluate(items, [detector])[name]
+                cells.append(f"TPR {m.tpr:.3f} (FPR {m.fpr:.3f}, AUC {m.roc_auc:.3f})")
+            label = "copy-moves `Sp_S`" if kind == "Sp_S" else "splices `Sp_D`"
+            print(
+                f"| {label} ({len(fakes)}) vs authentic ({len(authentic)}) | "
+                + " | ".join(cells)
+                + " |"
+            )
+        print("\n| real photos the threshold was not chosen on | images | labelled fake |")
+        print("|---|---|---|")
+        for label, items in held_out_reals(folder / "reals").items():
+            m = evaluate(items, [detector])[name]
+            na = m.not_applicable_real
+            print(f"| {label} | {m.n_real} (+{na} n/a) | {m.fpr:.3f} |")
+    masked = [
+        i
+        for i in val
+        if i["mask"] and (not copy_moves_only or Path(i["path"]).name.startswith("Sp_S"))
+    ]
+    f1, floor, n = pixel_f1(detector, masked)
+    kind = "copy-moves" if copy_moves_only else "tampered images"
+    print(
+        f"\nPixel F1 (heatmap >= 0.5 vs mask), mean over {n} validation {kind}: {f1:.3f} "
+        f"(a heatmap that marks everything: {floor:.3f})"
+    )
+    print(f"\nCost per image, one process: {cost(detector)}")

@@ -1,0 +1,226 @@
+"""Copy-move evidence from keypoints matched within one image (after Amerini et al. 2011).
+
+SIFT keypoints of a bounded grey copy are matched against the rest of the same image with the
+generalised 2-nearest-neighbour test (g2NN); pairs too close together are dropped; affine
+transforms are found one at a time by RANSAC over the pairs taken in both directions, and a
+transform becomes a region pair when enough inliers agree, its scale is plausible and the two
+regions are apart. Each pair is then measured two ways that the detector's evidence reads
+(plugins/copy_move/__init__.py): whether its keypoints repeat one step further on (windows,
+tiles, text: the known false alarm), and how much of the copy the moved source reproduces
+pixel for pixel, which also gives the heatmap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# The grey copy's longer side is brought into this range: small photos (CASIA's 384x256) are
+# enlarged so that SIFT finds keypoints in small copied regions; large ones are shrunk so that
+# the cost stays bounded (a 12-megapixel photo costs what a 1-megapixel one does).
+WORK_MIN_SIDE = 768
+WORK_MAX_SIDE = 1024
+MAX_KEYPOINTS = 3000
+NEIGHBOURS = 8  # g2NN looks at this many nearest descriptors of each keypoint
+G2NN_RATIO = 0.6  # 0.5 in Amerini et al.; 0.6 keeps 10% more re-saved copy-moves
+MIN_OFFSET = 0.04  # pairs closer than this share of the diagonal are the same structure
+RANSAC_PIXELS = 4.0  # inlier tolerance, in work-copy pixels
+MAX_MODELS = 4
+MIN_INLIERS = 5  # fewer agreeing pairs are never reported as a region pair
+
+
+@dataclass(frozen=True)
+class RegionPair:
+    """A verified copy: `transform` (2x3, work-copy pixels) maps `source` points onto `copy`."""
+
+    transform: np.ndarray
+    source: np.ndarray  # (n, 2) inlier keypoints, work-copy pixels
+    copy: np.ndarray
+    shift: float  # distance between the two regions, as a share of the diagonal
+    repeats: float  # share of source keypoints that repeat further on: a periodic structure
+    dense: float  # share of the copy's textured pixels the moved source reproduces
+
+    @property
+    def inliers(self) -> int:
+        return len(self.source)
+
+
+def work_copy(grey: np.ndarray) -> tuple[np.ndarray, float]:
+    """(grey copy whose longer side is within WORK_MIN_SIDE..WORK_MAX_SIDE, its scale)."""
+    side = max(grey.shape)
+    scale = 1.0
+    if side < WORK_MIN_SIDE:
+        scale = WORK_MIN_SIDE / side
+    elif side > WORK_MAX_SIDE:
+        scale = WORK_MAX_SIDE / side
+    if scale != 1.0:
+        size = (max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale)))
+        method = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
+        grey = cv2.resize(grey, size, interpolation=method)
+    return grey, scale
+
+
+_sift = None
+
+
+def keypoints(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positions (n, 2) float32, RootSIFT descriptors (n, 128) float32)."""
+    global _sift
+    if _sift is None:
+        # A low contrast threshold: copied regions are often smooth (sky, grass, walls).
+        _sift = cv2.SIFT_create(nfeatures=MAX_KEYPOINTS, contrastThreshold=0.02)
+    points, descriptors = _sift.detectAndCompute(grey, None)
+    if descriptors is None or len(points) < 2:
+        return np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32)
+    # RootSIFT (Arandjelovic & Zisserman 2012): Hellinger distance, better ratio tests.
+    descriptors = descriptors / (descriptors.sum(axis=1, keepdims=True) + 1e-7)
+    descriptors = np.sqrt(descriptors).astype(np.float32)
+    positions = np.array([p.pt for p in points], dtype=np.float32)
+    return positions, descriptors
+
+
+def matched_pairs(positions: np.ndarray, descriptors: np.ndarray, min_offset: float) -> np.ndarray:
+    """(m, 2) index pairs i < j that pass g2NN and are at least `min_offset` pixels apart."""
+    n = len(positions)
+    if n < 3:
+        return np.zeros((0, 2), np.int64)
+    # RootSIFT descriptors have unit length: squared distance = 2 - 2 * dot product. One matrix
+    # product is several times faster than OpenCV's brute-force knnMatch here.
+    similarity = descriptors @ descriptors.T
+    np.fill_diagonal(similarity, -1.0)
+    # Keypoints at (almost) the same spot (one point, two orientations) are not a copy.
+    k = min(NEIGHBOURS, n - 1)
+    nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+    near_sim = np.take_along_axis(similarity, nearest, axis=1)
+    order = np.argsort(-near_sim, axis=1)
+    nearest = np.take_along_axis(nearest, order, axis=1)
+    distance = np.sqrt(np.maximum(2.0 - 2.0 * np.take_along_axis(near_sim, order, axis=1), 0))
+    # g2NN: accept neighbours 1..i while d_i / d_(i+1) < ratio holds for each of them.
+    passes = distance[:, :-1] < G2NN_RATIO * np.maximum(distance[:, 1:], 1e-6)
+    accepted = np.cumprod(passes, axis=1).astype(bool)
+    rows, cols = np.nonzero(accepted)
+    i, j = rows, nearest[rows, cols]
+    apart = np.hypot(*(positions[i] - positions[j]).T) >= min_offset
+    pairs = np.sort(np.stack([i[apart], j[apart]], axis=1), axis=1)
+    return np.unique(pairs, axis=0).astype(np.int64).reshape(-1, 2)
+
+
+def _is_plausible(transform: np.ndarray) -> bool:
+    """An affine a copy could be: scale within 1/2..2 on each axis, not a mirror-shear wreck."""
+    singular = np.linalg.svd(transform[:, :2], compute_uv=False)
+    return bool(singular.min() > 0.5 and singular.max() < 2.0)
+
+
+def repetition(
+    transform: np.ndarray, positions: np.ndarray, descriptors: np.ndarray, oriented: np.ndarray
+) -> float:
+    """Share of a region pair's source keypoints that have a lookalike one step further on
+    (the transform applied twice) or one step back (its inverse). A periodic structure (a
+    facade, a fence, a line of text) repeats at both; a copied patch exists once."""
+    inverse = cv2.invertAffineTransform(transform)
+    sources = positions[oriented[:, 0]]
+    found = np.zeros(len(sources), bool)
+    for step in (transform, inverse):
+        target = sources @ step[:, :2].T + step[:, 2]
+        if step is transform:
+            target = target @ step[:, :2].T + step[:, 2]
+        distance = np.hypot(
+            target[:, None, 0] - positions[None, :, 0], target[:, None, 1] - positions[None, :, 1]
+        )
+        nearest = distance.argmin(axis=1)
+        close = distance[np.arange(len(sources)), nearest] < 2 * RANSAC_PIXELS
+        alike = (descriptors[oriented[:, 0]] * descriptors[nearest]).sum(axis=1) > 0.85
+        found |= close & alike
+    return float(found.mean())
+
+
+def dense_match(
+    grey: np.ndarray, transform: np.ndarray, copy: np.ndarray
+) -> tuple[float, np.ndarray]:
+    """(share of textured pixels inside the copy's keypoint hull that the moved source
+    reproduces, 0/1 uint8 mask of those pixels). A copy reproduces its source pixel for pixel
+    (but for compression); two lookalike windows or letters do only roughly."""
+    h, w = grey.shape
+    image = grey.astype(np.float32)
+    # moved(x) = image(T^-1 x): the source carried onto the copy.
+    moved = cv2.warpAffine(
+        image,
+        transform,
+        (w, h),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=-1000,
+    )
+    window = 7
+    difference = cv2.blur(np.abs(image - moved), (window, window))
+    mean = cv2.blur(image, (window, window))
+    texture = np.sqrt(np.maximum(cv2.blur(image * image, (window, window)) - mean * mean, 0))
+    hull = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(hull, cv2.convexHull(copy.astype(np.int32)), 1)
+    reach = max(5, int(0.02 * np.hypot(h, w)))
+    hull = cv2.dilate(hull, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (reach, reach))) > 0
+    textured = hull & (texture > 4.0)
+    alike = textured & (difference < np.maximum(5.0, 0.35 * texture))
+    share = float(alike.sum() / max(textured.sum(), 1))
+    return share, alike.astype(np.uint8)
+
+
+def region_pairs(grey: np.ndarray) -> list[RegionPair]:
+    """The verified copied-region pairs of a work copy, most inliers first."""
+    positions, descriptors = keypoints(grey)
+    diagonal = float(np.hypot(*grey.shape))
+    pairs = matched_pairs(positions, descriptors, MIN_OFFSET * diagonal)
+    found: list[RegionPair] = []
+    cv2.setRNGSeed(20261125)  # RANSAC draws samples: the same image gets the same score
+    while len(pairs) >= MIN_INLIERS and len(found) < MAX_MODELS:
+        # Each pair in both directions: whichever way round a copy's pairs were listed, one
+        # direction of each fits the copy's transform (and the other its inverse).
+        src = np.concatenate([positions[pairs[:, 0]], positions[pairs[:, 1]]])
+        dst = np.concatenate([positions[pairs[:, 1]], positions[pairs[:, 0]]])
+        transform, inlier = cv2.estimateAffine2D(
+            src,
+            dst,
+            method=cv2.RANSAC,
+            ransacReprojThreshold=RANSAC_PIXELS,
+            maxIters=4000,
+            confidence=0.995,
+        )
+        if transform is None:
+            break
+        inlier = inlier.ravel().astype(bool)
+        forward, backward = inlier[: len(pairs)], inlier[len(pairs) :]
+        taken = forward | backward
+        if taken.sum() < MIN_INLIERS:
+            break
+        # Orient every inlier pair as source -> copy under `transform`.
+        oriented = np.where(forward[:, None], pairs, pairs[:, ::-1])[taken]
+        remaining = pairs[~taken]
+        centres = positions[oriented[:, 1]].mean(axis=0) - positions[oriented[:, 0]].mean(axis=0)
+        apart = float(np.hypot(*centres)) / diagonal
+        if _is_plausible(transform) and apart >= MIN_OFFSET:
+            found.append(
+                RegionPair(
+                    transform,
+                    positions[oriented[:, 0]],
+                    positions[oriented[:, 1]],
+                    apart,
+                    repetition(transform, positions, descriptors, oriented),
+                    dense_match(grey, transform, positions[oriented[:, 1]])[0],
+                )
+            )
+        pairs = remaining
+    return sorted(found, key=lambda r: -r.inliers)
+
+
+def copied_mask(grey: np.ndarray, pair: RegionPair) -> np.ndarray:
+    """uint8 0/1 mask (work-copy size) of both regions of a pair: the copy's pixels that the
+    moved source reproduces, and the source pixels they came from."""
+    h, w = grey.shape
+    _, copy = dense_match(grey, pair.transform, pair.copy)
+    # Fill the gaps left by flat pixels inside the copied region (no texture, no verdict).
+    copy = cv2.morphologyEx(copy, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
+    inverse = cv2.invertAffineTransform(pair.transform)
+    source = cv2.warpAffine(copy, inverse, (w, h), flags=cv2.INTER_NEAREST)
+    return np.maximum(copy, source)
