@@ -2,13 +2,22 @@
 
     python -m export.build_all
 
-Deterministic seeds; about 25 minutes for the ELA-CNN, 10 for the two Meso networks, 3 for
-the ELA-PatchNet and 1 for the GAN spectrum model on 2 CPU cores. Results can differ in the
+Deterministic seeds; about 25 minutes for the ELA-CNN, 15 for the splicing network, 10 for the
+copy-move calibration and the two Meso networks each, 3 for the ELA-PatchNet and 1 for the GAN
+spectrum model on 2 CPU cores. Results can differ in the
 last digits between machines (TensorFlow's CPU kernels). The metadata detector has no model;
 its numbers are printed too.
 """
 
-from export import evaluate_models, train_ela_cnn, train_meso, train_patchnet, train_spectrum
+from export import (
+    evaluate_models,
+    train_copy_move,
+    train_ela_cnn,
+    train_meso,
+    train_patchnet,
+    train_spectrum,
+    train_splicing,
+)
 
 
 def main() -> None:
@@ -17,7 +26,17 @@ def main() -> None:
     train_meso.main([])
     train_patchnet.main([])
     train_spectrum.main([])
-    for name in ("ela-cnn", "mesonet", "ela-patchnet", "gan-spectrum", "metadata"):
+    train_copy_move.main([])
+    train_splicing.main([])
+    for name in (
+        "copy-move",
+        "splicing",
+        "ela-cnn",
+        "mesonet",
+        "ela-patchnet",
+        "gan-spectrum",
+        "metadata",
+    ):
         evaluate_models.main([name])
 
 

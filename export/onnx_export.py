@@ -30,17 +30,21 @@ def to_onnx(model: keras.Model, path: str | Path | None = None) -> bytes:
     return data
 
 
-def run_onnx(data: bytes, batch: np.ndarray) -> list[np.ndarray]:
+def run_onnx(data: bytes, batch: np.ndarray, names: list[str] | None = None) -> list[np.ndarray]:
+    """The model's outputs on `batch`: all in graph order, or those named, in that order."""
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: batch.astype(np.float32)})
+    return session.run(names, {session.get_inputs()[0].name: batch.astype(np.float32)})
 
 
 def check_parity(model: keras.Model, data: bytes, batch: np.ndarray) -> float:
     """Largest absolute difference between Keras and onnxruntime outputs on `batch`; raises
     ParityError above PARITY_TOLERANCE."""
     expected = model(batch.astype(np.float32), training=False)
+    names = None
+    if isinstance(expected, dict):  # outputs named as their layers: compare by name
+        names, expected = list(expected), list(expected.values())
     expected = expected if isinstance(expected, (list, tuple)) else [expected]
-    got = run_onnx(data, batch)
+    got = run_onnx(data, batch, names)
     if len(got) != len(expected):
         raise ParityError(f"Keras has {len(expected)} outputs, ONNX {len(got)}")
     worst = max(float(np.abs(np.asarray(e) - g).max()) for e, g in zip(expected, got, strict=True))

@@ -24,6 +24,7 @@ BUILTINS = [
     "meso4",
     "mesoinception4",
     "metadata",
+    "splicing",
     "srm-cnn",
 ]
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"needs the shared data at {DATA}")
@@ -51,7 +52,7 @@ def test_builtins_are_registered_like_third_party_plugins():
     assert all(len(i["model_hash"]) == 64 for n, i in info.items() if n != "metadata")
     # The weak ones run only when named (their model cards say why).
     off = {n for n, i in info.items() if i["default"] == "off"}
-    assert off == {"ela-cnn", "ela-patchnet", "gan-spectrum", "srm-cnn"}
+    assert off == {"copy-move", "ela-cnn", "ela-patchnet", "gan-spectrum", "splicing", "srm-cnn"}
 
 
 def test_ela_cnn_separates_casia_validation_images(detectors):
@@ -101,7 +102,7 @@ def test_a_scan_of_a_mixed_folder_stores_verdicts_from_the_builtins(tmp_path):
     for v in verdicts:
         by_detector.setdefault(v.detector, []).append(v)
     assert {name: len(v) for name, v in by_detector.items()} == {name: 6 for name in BUILTINS}
-    for name in ("ela-cnn", "ela-patchnet", "srm-cnn", "copy-move"):
+    for name in ("ela-cnn", "ela-patchnet", "srm-cnn", "copy-move", "splicing"):
         assert all(v.heatmap_png for v in by_detector[name]), name
     # CASIA's tampered files say Photoshop saved them; the ciplab files carry no metadata.
     labels = sorted(v.label for v in by_detector["metadata"])

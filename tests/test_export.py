@@ -41,6 +41,39 @@ def test_tampering_fcn_onnx_matches_keras_on_real_images(folder, build):
         assert worst <= PARITY_TOLERANCE
 
 
+def test_splicing_onnx_matches_keras_on_real_images():
+    from export.train_splicing import SIZE, build
+    from scanner_plugins.splicing import network_input
+
+    model = load_weights(build(), PLUGINS / "splicing" / "weights.npz")
+    onnx = (PLUGINS / "splicing" / "model.onnx").read_bytes()
+    images = [decode(Path(i["path"]).read_bytes())[0] for i in casia()[::97]]
+    camera = sorted((DATA / "camera_photos" / "real").glob("*.jpg"))[0]
+    images.append(decode(camera.read_bytes())[0])  # shrunk to 384 px by network_input
+    inputs = [network_input(rgb) for rgb in images]
+    assert any(x.shape[:2] == (SIZE[1], SIZE[0]) for x in inputs)
+    for shape in {x.shape for x in inputs}:
+        worst = check_parity(model, onnx, np.stack([x for x in inputs if x.shape == shape]))
+        assert worst <= PARITY_TOLERANCE
+
+
+def test_efficientnet_weights_are_mapped_by_name_and_classify_a_photo():
+    """The torch-free reader and the Keras EfficientNet-Lite0 together: every tensor read, and
+    Kodak's photo of two macaws classified as ImageNet class 88, 'macaw'."""
+    from PIL import Image
+
+    from export import efficientnet
+    from export.torch_legacy import efficientnet_lite0
+
+    state = efficientnet_lite0()
+    assert len(state) == 296 and sum(v.size for v in state.values()) == 4_694_073
+    model = efficientnet.imagenet_classifier()
+    assert efficientnet.load_pretrained(model, state) == 99  # every conv, bn and dense layer
+    photo = Image.open(DATA / "real_lossless" / "real" / "kodim23.png").convert("RGB")
+    logits = model(np.asarray(photo.resize((224, 224)), np.float32)[None]).numpy()[0]
+    assert int(np.argmax(logits)) == 88
+
+
 @pytest.mark.parametrize(
     "name, build", [("meso4", models.meso4), ("mesoinception4", models.meso_inception4)]
 )
