@@ -27,7 +27,6 @@ import json
 import math
 import os
 import time
-import zlib
 from pathlib import Path
 
 import keras
@@ -121,15 +120,14 @@ def examples(train: list[dict], hosts: list[Image.Image], epoch: int):
         xs.append(x), ys.append(item["label"]), targets.append(cells(m))
         weights.append(1.0 if has_cells else 0.0)
     # Synthetic splices between CASIA's authentic training photos, one per host and epoch.
-    for i, host in enumerate(hosts):
+    for host in hosts:
         donor = hosts[int(rng.integers(len(hosts)))]
         if donor is host:
             continue
-        clean, tampered, mask = synthetic.splice_pair(host, donor.resize(host.size), rng)
-        del clean  # the host itself is already among CASIA's authentic photos
+        # The clean half of the pair is not used: the host is already among CASIA's photos.
+        _, tampered, mask = synthetic.splice_pair(host, donor.resize(host.size), rng)
         x, m = resaved(tampered, mask * 255, rng)
         xs.append(x), ys.append(1), targets.append(cells(m / 255)), weights.append(1.0)
-        del i
     order = rng.permutation(len(xs))
     return (
         np.stack(xs)[order].astype(np.float32),
@@ -257,5 +255,4 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    del zlib
     main()
