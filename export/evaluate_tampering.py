@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from export import data
+from export.evaluate_models import HEADER, pixel_f1, row
 from export.training import jpeg_roundtrip
 from scanner.evaluate import evaluate
 from scanner.imaging import Sample, decode
@@ -80,24 +81,6 @@ def held_out_reals(folder: Path) -> dict[str, list[tuple[str, int]]]:
     }
 
 
-def pixel_f1(detector, items: list[dict]) -> tuple[float, float, int]:
-    """Mean per-image F1 of heatmap >= 0.5 against the mask (heatmaps at image resolution), and
-    the same for a heatmap marking every pixel."""
-    scores, everything = [], []
-    for item in items:
-        raw = Path(item["path"]).read_bytes()
-        rgb, fmt = decode(raw)
-        result = detector.predict([Sample(item["path"], "", raw, rgb, fmt)])[0]
-        if result.heatmap is None:
-            continue
-        pred = np.asarray(result.heatmap) >= 0.5
-        mask = np.asarray(Image.open(item["mask"]).convert("L").resize(rgb.size)) > 127
-        tp = (pred & mask).sum()
-        scores.append(2 * tp / max(pred.sum() + mask.sum(), 1))
-        everything.append(2 * mask.sum() / (mask.size + mask.sum()))
-    return float(np.mean(scores)), float(np.mean(everything)), len(scores)
-
-
 def cost(detector) -> str:
     """Milliseconds per image for the detector on a CASIA photo and on a 12-megapixel JPEG,
     against decoding that JPEG (median of 5; one process, this machine)."""
@@ -127,8 +110,6 @@ def cost(detector) -> str:
 
 
 def report(detector, copy_moves_only: bool = False) -> None:
-    from export.evaluate_models import HEADER, row
-
     name = detector.name
     val = [i for i in data.casia() if i["split"] == "validation"]
     print(f"Threshold {detector.threshold:.4f}. CASIA v1 validation split: {len(val)} images.\n")

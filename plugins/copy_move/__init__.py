@@ -90,7 +90,7 @@ class CopyMove(Detector):
             # Only pairs strong enough on their own to flag the image are drawn.
             heatmap = np.zeros(grey.shape, np.uint8)
             for pair in [p for p in pairs if probability([p], self.weights) >= self.threshold]:
-                heatmap = np.maximum(heatmap, copied_mask(grey, pair))
+                heatmap = np.maximum(heatmap, copied_mask(pair))
             width, height = sample.size
             heatmap = cv2.resize(heatmap, (width, height), interpolation=cv2.INTER_NEAREST)
             details = {

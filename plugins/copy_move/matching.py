@@ -39,9 +39,9 @@ class RegionPair:
     transform: np.ndarray
     source: np.ndarray  # (n, 2) inlier keypoints, work-copy pixels
     copy: np.ndarray
-    shift: float  # distance between the two regions, as a share of the diagonal
     repeats: float  # share of source keypoints that repeat further on: a periodic structure
     dense: float  # share of the copy's textured pixels the moved source reproduces
+    reproduced: np.ndarray  # uint8 0/1 mask of those pixels (work-copy size): the heatmap's start
 
     @property
     def inliers(self) -> int:
@@ -208,25 +208,26 @@ def region_pairs(grey: np.ndarray) -> list[RegionPair]:
         centres = positions[oriented[:, 1]].mean(axis=0) - positions[oriented[:, 0]].mean(axis=0)
         apart = float(np.hypot(*centres)) / diagonal
         if _is_plausible(transform) and apart >= MIN_OFFSET:
+            share, reproduced = dense_match(grey, transform, positions[oriented[:, 1]])
             found.append(
                 RegionPair(
                     transform,
                     positions[oriented[:, 0]],
                     positions[oriented[:, 1]],
-                    apart,
                     repetition(transform, positions, descriptors, oriented),
-                    dense_match(grey, transform, positions[oriented[:, 1]])[0],
+                    share,
+                    reproduced,
                 )
             )
         pairs = remaining
     return sorted(found, key=lambda r: -r.inliers)
 
 
-def copied_mask(grey: np.ndarray, pair: RegionPair) -> np.ndarray:
+def copied_mask(pair: RegionPair) -> np.ndarray:
     """uint8 0/1 mask (work-copy size) of both regions of a pair: the copy's pixels that the
     moved source reproduces, and the source pixels they came from."""
-    h, w = grey.shape
-    _, copy = dense_match(grey, pair.transform, pair.copy)
+    h, w = pair.reproduced.shape
+    copy = pair.reproduced
     # Fill the gaps left by flat pixels inside the copied region (no texture, no verdict).
     copy = cv2.morphologyEx(copy, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
     inverse = cv2.invertAffineTransform(pair.transform)
