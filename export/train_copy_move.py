@@ -63,8 +63,8 @@ def pair_features(job: tuple[str, str]) -> list[list[float]]:
     path, how = job
     rgb, _ = decode(Path(path).read_bytes())
     rgb = variant(rgb, how, zlib.crc32(path.encode()))
-    grey, _ = work_copy(np.asarray(rgb.convert("L")))
-    return [[p.inliers, p.repeats, p.dense] for p in region_pairs(grey)]
+    grey, scale = work_copy(np.asarray(rgb.convert("L")))
+    return [[p.inliers, p.repeats, p.dense] for p in region_pairs(grey, scale)]
 
 
 def features(jobs: list[tuple[str, str]], processes: int, cache: Path | None = None):
