@@ -2,6 +2,7 @@
 
     python -m export.evaluate_models copy-move  # issue 11's bar (export/evaluate_tampering.py)
     python -m export.evaluate_models splicing   # the same for the splicing network
+    python -m export.evaluate_models face-blend  # issue 12's bar (export/evaluate_faces.py)
     python -m export.evaluate_models ela-cnn   # CASIA v1: as-is, re-compressed, pixel F1
     python -m export.evaluate_models ela-patchnet  # the same for the cross-entropy network
     python -m export.evaluate_models srm-cnn       # the same for the noise-residual network
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +61,16 @@ def recompressed(items, quality: int, folder: Path) -> list[tuple[str, int]]:
         jpeg_roundtrip(rgb, quality).save(target, quality=100)  # exact bytes of the re-save
         out.append((str(target), item["label"]))
     return out
+
+
+def median_ms(fn, runs: int = 5) -> float:
+    """Median wall time of `fn()` in milliseconds (these machines are noisy)."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
 
 
 def quantisation_score(path: str) -> float:
@@ -301,6 +313,7 @@ def main(argv=None) -> None:
         choices=[
             "copy-move",
             "splicing",
+            "face-blend",
             "ela-cnn",
             "ela-patchnet",
             "srm-cnn",
@@ -329,6 +342,13 @@ def main(argv=None) -> None:
         detector = CopyMove() if args.model == "copy-move" else Splicing()
         detector.load()
         report(detector, copy_moves_only=args.model == "copy-move")
+    elif args.model == "face-blend":
+        from export.evaluate_faces import report as face_report
+        from scanner_plugins.face_blend import FaceBlend
+
+        detector = FaceBlend()
+        detector.load()
+        face_report(detector)
     elif args.model in ("ela-cnn", "ela-patchnet", "srm-cnn"):
         tampering(args.model, args.model_dir)
     elif args.model == "metadata":

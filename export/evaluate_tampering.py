@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import io
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from export import data
-from export.evaluate_models import HEADER, pixel_f1, row
+from export.evaluate_models import HEADER, median_ms, pixel_f1, row
 from export.training import jpeg_roundtrip
 from scanner.evaluate import evaluate
 from scanner.imaging import Sample, decode
@@ -90,14 +88,6 @@ def cost(detector) -> str:
     buffer = io.BytesIO()
     big.save(buffer, "JPEG", quality=90)
     twelve = buffer.getvalue()
-
-    def median_ms(fn) -> float:
-        times = []
-        for _ in range(5):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return 1000 * float(np.median(times))
 
     decode_ms = median_ms(lambda: decode(twelve))
     lines = []
