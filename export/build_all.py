@@ -2,7 +2,8 @@
 
     python -m export.build_all
 
-Deterministic seeds; about 25 minutes for the ELA-CNN, 15 for the splicing network, 10 for the
+Deterministic seeds; about 25 minutes for the ELA-CNN and the face-blend network, 15 for the
+splicing network, 10 for the
 copy-move calibration and the two Meso networks each, 3 for the ELA-PatchNet and 1 for the GAN
 spectrum model on 2 CPU cores. Results can differ in the
 last digits between machines (TensorFlow's CPU kernels). The metadata detector has no model;
@@ -13,6 +14,7 @@ from export import (
     evaluate_models,
     train_copy_move,
     train_ela_cnn,
+    train_face_blend,
     train_meso,
     train_patchnet,
     train_spectrum,
@@ -28,9 +30,11 @@ def main() -> None:
     train_spectrum.main([])
     train_copy_move.main([])
     train_splicing.main([])
+    train_face_blend.main([])
     for name in (
         "copy-move",
         "splicing",
+        "face-blend",
         "ela-cnn",
         "mesonet",
         "ela-patchnet",

@@ -103,6 +103,18 @@ def faces(names: tuple[str, ...] = ("faces_ciplab", "faces_stylegan2")) -> list[
     return items
 
 
+def face_calibration() -> list[dict]:
+    """The real faces a face detector's threshold is chosen on: half of each face set's
+    validation reals (by file name hash); the other half stays held out for the card."""
+    return [
+        item
+        for item in faces()
+        if item["label"] == 0
+        and item["split"] == "validation"
+        and not in_validation(f"calibration/{item['set']}/{Path(item['path']).name}", 0.5)
+    ]
+
+
 def gan(root: Path = DATA / "gan_cnndetection") -> list[dict]:
     """CNNDetection images: path, label (1 generated), family (the generator, from the file
     name `<id>_<family>_<real|fake>.jpg`), split (by file name hash)."""

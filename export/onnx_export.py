@@ -3,6 +3,8 @@ weights can never be mistaken for third-party files)."""
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import keras
@@ -65,3 +67,35 @@ def load_weights(model: keras.Model, path: str | Path) -> keras.Model:
     for w in model.weights:
         w.assign(stored[w.path])
     return model
+
+
+def ship(
+    model: keras.Model,
+    out: Path,
+    probe: np.ndarray,
+    threshold: float,
+    calibration_sets: list[str],
+    flagged: dict[str, float],
+    max_fpr: float,
+    **extra,
+) -> float:
+    """Write a fine-tuned detector's folder: model.onnx (parity checked on `probe`),
+    weights.npz, and model.json with the threshold (rounded up, so that no calibration real
+    crosses it), what it was chosen on (the set name of each calibration image, the share of
+    each set it flags) and `extra`. Returns the parity's largest difference."""
+    out.mkdir(parents=True, exist_ok=True)
+    worst = check_parity(model, to_onnx(model, out / "model.onnx"), probe)
+    save_weights(model, out / "weights.npz")
+    meta = {
+        "threshold": math.ceil(threshold * 1e6) / 1e6,
+        **extra,
+        "parity_max_difference": worst,
+        "threshold_chosen_on": {
+            "max_fpr": max_fpr,
+            "images": len(calibration_sets),
+            "sets": {s: calibration_sets.count(s) for s in sorted(flagged)},
+            "flagged": {k: round(v, 4) for k, v in flagged.items()},
+        },
+    }
+    (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return worst

@@ -23,8 +23,6 @@ CPU only, seeded; about 25 minutes on 2 cores.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import time
 from pathlib import Path
@@ -37,7 +35,7 @@ from PIL import Image
 
 from export import data, synthetic
 from export.efficientnet import head, load_pretrained, trunk
-from export.onnx_export import check_parity, save_weights, to_onnx
+from export.onnx_export import ship
 from export.torch_legacy import efficientnet_lite0
 from export.training import jpeg_roundtrip, threshold_per_set
 from scanner.evaluate import roc_auc
@@ -221,11 +219,8 @@ def main(argv=None) -> None:
     reals = calibration_reals()
     scores = scores_of(model, [rgb for rgb, _ in reals])
     threshold, flagged = threshold_per_set(scores, [n for _, n in reals])
-    sets = sorted(flagged)
     print(f"threshold {threshold:.4f}; calibration reals flagged: {flagged}", flush=True)
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    onnx = to_onnx(model, args.out / "model.onnx")
     from scanner_plugins.splicing import network_input
 
     probe = np.stack(
@@ -235,21 +230,10 @@ def main(argv=None) -> None:
             if img.size == SIZE
         ][:4]
     )
-    worst = check_parity(model, onnx, probe)
-    save_weights(model, args.out / "weights.npz")
-    meta = {
-        "threshold": math.ceil(threshold * 1e6) / 1e6,  # rounded up: no real crosses it
-        "epochs": args.epochs,
-        "seed": SEED,
-        "parity_max_difference": worst,
-        "threshold_chosen_on": {
-            "max_fpr": 0.02,
-            "images": len(reals),
-            "sets": {s: sum(n == s for _, n in reals) for s in sets},
-            "flagged": {k: round(v, 4) for k, v in flagged.items()},
-        },
-    }
-    (args.out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    sets = [n for _, n in reals]
+    worst = ship(
+        model, args.out, probe, threshold, sets, flagged, 0.02, epochs=args.epochs, seed=SEED
+    )
     print(f"wrote {args.out}; Keras/ONNX max difference {worst:.1e}")
 
 

@@ -297,9 +297,14 @@ def find_faces(rgb: Image.Image) -> list[tuple[int, int, int, int]]:
     return sorted(boxes, key=lambda b: -b[2] * b[3])
 
 
-def crop_face(rgb: Image.Image, box: tuple[int, int, int, int] | None = None) -> Image.Image:
+def crop_face(
+    rgb: Image.Image,
+    box: tuple[int, int, int, int] | None = None,
+    size: int = FACE_CROP_SIDE,
+    resample: Image.Resampling = Image.Resampling.NEAREST,
+) -> Image.Image:
     """A square crop FACE_MARGIN times the box around its centre (clipped to the image), or the
-    whole image when `box` is None, resized to FACE_CROP_SIDE (nearest, as MesoNet was fed)."""
+    whole image when `box` is None, resized to `size` (by default nearest, as MesoNet was fed)."""
     if box is not None:
         left, top, width, height = box
         side = max(width, height) * FACE_MARGIN
@@ -312,7 +317,7 @@ def crop_face(rgb: Image.Image, box: tuple[int, int, int, int] | None = None) ->
                 min(rgb.height, round(cy + side / 2)),
             )
         )
-    return rgb.resize((FACE_CROP_SIDE, FACE_CROP_SIDE), Image.Resampling.NEAREST)
+    return rgb.resize((size, size), resample)
 
 
 @dataclass

@@ -20,6 +20,7 @@ BUILTINS = [
     "copy-move",
     "ela-cnn",
     "ela-patchnet",
+    "face-blend",
     "gan-spectrum",
     "meso4",
     "mesoinception4",
@@ -52,7 +53,7 @@ def test_builtins_are_registered_like_third_party_plugins():
     assert all(len(i["model_hash"]) == 64 for n, i in info.items() if n != "metadata")
     # The weak ones run only when named (their model cards say why).
     off = {n for n, i in info.items() if i["default"] == "off"}
-    assert off == {"ela-cnn", "ela-patchnet", "gan-spectrum", "splicing", "srm-cnn"}
+    assert off == {"ela-cnn", "ela-patchnet", "face-blend", "gan-spectrum", "splicing", "srm-cnn"}
 
 
 def test_ela_cnn_separates_casia_validation_images(detectors):

@@ -57,6 +57,20 @@ def test_splicing_onnx_matches_keras_on_real_images():
         assert worst <= PARITY_TOLERANCE
 
 
+def test_face_blend_onnx_matches_keras_on_real_faces():
+    from PIL import Image
+
+    from export.train_face_blend import build
+    from scanner_plugins.face_blend import network_input
+
+    model = load_weights(build(), PLUGINS / "face_blend" / "weights.npz")
+    onnx = (PLUGINS / "face_blend" / "model.onnx").read_bytes()
+    crops = [Image.open(i["path"]).convert("RGB") for i in faces()[::150]]
+    assert len(crops) >= 8
+    worst = check_parity(model, onnx, np.stack([network_input(c) for c in crops]))
+    assert worst <= PARITY_TOLERANCE
+
+
 def test_efficientnet_weights_are_mapped_by_name_and_classify_a_photo():
     """The torch-free reader and the Keras EfficientNet-Lite0 together: every tensor read, and
     Kodak's photo of two macaws classified as ImageNet class 88, 'macaw'."""

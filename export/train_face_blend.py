@@ -1,0 +1,179 @@
+"""Fine-tune EfficientNet-Lite0 (ImageNet weights) into the face-blend detector, export it to
+ONNX, check parity, choose the threshold on real faces it never saw (plugins/face_blend).
+
+    pip install -e '.[export]'
+    python -m export.train_face_blend        # writes plugins/face_blend/: model.onnx, .npz, .json
+
+One network, two heads on the pooled features of a face crop:
+- `blend`: trained on real faces only, each shown as it is (0) and self-blended (1,
+  export/self_blend.py): the boundary every face swap and face composite leaves;
+- `generated`: real faces (0) against StyleGAN2 faces (1) of the training split.
+The detector's face score is the larger of the two. Real faces: the training splits of
+faces_ciplab/real and faces_stylegan2/real; no validation face, real or fake, and no
+faces_ciplab fake (Photoshop composites: the blend head must find them without seeing one) is
+ever shown. Every face of every class gets the same treatment before the network sees it: a
+random crop of 80-100% of its side, sometimes a shrink, a flip, and a final JPEG at q60-95, so
+neither the file's quality nor its size is a cue.
+
+The threshold is the lowest that flags at most 2% of the real faces of each set in the
+calibration half of the validation split (export/data.py: face_calibration); the other half is
+left to export.evaluate_models. CPU only, seeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+from PIL import Image
+
+from export import data
+from export.efficientnet import head, load_pretrained, trunk
+from export.onnx_export import ship
+from export.self_blend import self_blend
+from export.torch_legacy import efficientnet_lite0
+from export.training import jpeg_roundtrip, threshold_per_set
+from scanner.evaluate import roc_auc
+from scanner_plugins import face_blend
+from scanner_plugins.face_blend import SIDE, network_input
+
+SEED = 20261125
+FROZEN_BLOCKS = 1  # the stem and block 0 stay ImageNet's: blend edges are low-level
+LEARNING_RATE = 2e-4
+OUT = Path(face_blend.__file__).parent
+
+
+def build() -> keras.Model:
+    inputs = keras.Input((SIDE, SIDE, 3), name="input")
+    pooled = layers.GlobalAveragePooling2D()(head(trunk(inputs)))
+    pooled = layers.Dropout(0.3)(pooled)
+    # Layer names = output names: the ONNX graph's outputs are called after the layers.
+    blend = layers.Dense(1, activation="sigmoid", name="blend")(pooled)
+    generated = layers.Dense(1, activation="sigmoid", name="generated")(pooled)
+    return keras.Model(inputs, {"blend": blend, "generated": generated}, name="face_blend")
+
+
+def pretrained() -> keras.Model:
+    model = build()
+    filled = load_pretrained(model, efficientnet_lite0())
+    early = ("_conv_stem", "_bn0") + tuple(f"_blocks.{i}." for i in range(FROZEN_BLOCKS))
+    for layer in model.layers:
+        # Batch norm frozen: batches of 16 are too small to re-estimate its statistics.
+        if isinstance(layer, layers.BatchNormalization) or layer.name.startswith(early):
+            layer.trainable = False
+    print(f"EfficientNet-Lite0 ImageNet weights: {filled} layers filled", flush=True)
+    return model
+
+
+def treated(rgb: Image.Image, rng: np.random.Generator) -> np.ndarray:
+    """What every training face goes through, whatever its class: a random square crop of
+    80-100% of the side, sometimes a shrink to 50-100%, a flip, a JPEG at q60-95."""
+    side = min(rgb.size)
+    crop = round(side * rng.uniform(0.8, 1.0))
+    left = int(rng.integers(0, rgb.width - crop + 1))
+    top = int(rng.integers(0, rgb.height - crop + 1))
+    rgb = rgb.crop((left, top, left + crop, top + crop))
+    if rng.random() < 0.3:
+        small = max(32, round(crop * rng.uniform(0.5, 1.0)))
+        rgb = rgb.resize((small, small), Image.Resampling.BILINEAR)
+    if rng.random() < 0.5:
+        rgb = rgb.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return network_input(jpeg_roundtrip(rgb, int(rng.integers(60, 96))))
+
+
+def examples(reals: list[Image.Image], generated: list[Image.Image], epoch: int):
+    """One epoch: (inputs, blend labels, blend weights, generated labels, generated weights)."""
+    rng = np.random.default_rng(SEED + epoch)
+    rows = []  # (input, blend label, blend weight, generated label, generated weight)
+    for rgb in reals:
+        rows.append((treated(rgb, rng), 0.0, 1.0, 0.0, 1.0))
+        rows.append((treated(self_blend(rgb, rng)[0], rng), 1.0, 1.0, 0.0, 0.0))
+    for rgb in generated:
+        rows.append((treated(rgb, rng), 0.0, 0.0, 1.0, 1.0))
+    order = rng.permutation(len(rows))
+    columns = list(zip(*[rows[i] for i in order], strict=True))
+    x = np.stack(columns[0])
+    return x, *(np.array(c, np.float32)[:, None] for c in columns[1:])
+
+
+def face_scores(model, images: list[Image.Image]) -> dict[str, np.ndarray]:
+    out = model.predict(np.stack([network_input(i) for i in images]), batch_size=32, verbose=0)
+    return {k: v[:, 0] for k, v in out.items()}
+
+
+def load(items: list[dict]) -> list[Image.Image]:
+    return [Image.open(i["path"]).convert("RGB") for i in items]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    keras.utils.set_random_seed(SEED)
+    tf.config.experimental.enable_op_determinism()
+
+    faces = data.faces()
+    train = [i for i in faces if i["split"] == "train"]
+    reals = load([i for i in train if i["label"] == 0])
+    generated = load([i for i in train if i["label"] == 1 and i["set"] == "faces_stylegan2"])
+    val = [i for i in faces if i["split"] == "validation"]
+    val_images = load(val)
+    print(f"training: {len(reals)} real faces, {len(generated)} StyleGAN2 faces", flush=True)
+
+    model = pretrained()
+    steps = args.epochs * ((2 * len(reals) + len(generated)) // 16 + 1)
+    schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, steps)
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss={"blend": "binary_crossentropy", "generated": "binary_crossentropy"},
+    )
+    for epoch in range(args.epochs):
+        start = time.time()
+        x, blend, blend_w, gen, gen_w = examples(reals, generated, epoch)
+        history = model.fit(
+            x,
+            {"blend": blend, "generated": gen},
+            sample_weight={"blend": blend_w[:, 0], "generated": gen_w[:, 0]},
+            batch_size=16,
+            epochs=1,
+            verbose=0,
+        )
+        loss = {k: round(v[-1], 4) for k, v in history.history.items()}
+        scores = face_scores(model, val_images)
+        face = np.maximum(scores["blend"], scores["generated"])
+        aucs = {
+            name: roc_auc(face[index], [val[i]["label"] for i in index])
+            for name in ("faces_ciplab", "faces_stylegan2")
+            for index in [[i for i, item in enumerate(val) if item["set"] == name]]
+        }
+        print(
+            f"epoch {epoch + 1}: {loss}, validation AUC "
+            + ", ".join(f"{k} {v:.3f}" for k, v in aucs.items())
+            + f", {time.time() - start:.0f} s",
+            flush=True,
+        )
+
+    calibration = data.face_calibration()
+    scores = face_scores(model, load(calibration))
+    face = np.maximum(scores["blend"], scores["generated"])
+    threshold, flagged = threshold_per_set(face, [i["set"] for i in calibration])
+    print(f"threshold {threshold:.4f}; calibration reals flagged: {flagged}", flush=True)
+
+    probe = np.stack([network_input(i) for i in val_images[:4]])
+    sets = [i["set"] for i in calibration]
+    worst = ship(
+        model, args.out, probe, threshold, sets, flagged, 0.02, epochs=args.epochs, seed=SEED
+    )
+    print(f"wrote {args.out}; Keras/ONNX max difference {worst:.1e}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    main()

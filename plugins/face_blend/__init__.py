@@ -1,0 +1,78 @@
+"""Face blend: finds the blending boundary that face swaps and face composites leave, and faces
+generated outright. EfficientNet-Lite0 (ImageNet weights) fine-tuned by the project on real
+faces and self-blended copies of them (Shiohara & Yamasaki 2022: a real face blended with an
+altered copy of itself), with a second head trained on StyleGAN2 faces
+(export/train_face_blend.py). Each face found is cropped at SIDE pixels; the image's score is
+its most suspicious face's larger head. Not applicable without a face."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from scanner.detectors import Result
+from scanner.imaging import crop_face
+from scanner.onnx import OnnxDetector
+
+HERE = Path(__file__).parent
+SIDE = 224  # EfficientNet-Lite0's ImageNet size, at which the network was trained
+
+
+def network_input(face: Image.Image) -> np.ndarray:
+    """(SIDE, SIDE, 3) float32 RGB in 0..255 of a face crop; scaling is inside the network.
+    Training calls this too."""
+    if face.size != (SIDE, SIDE):
+        face = face.resize((SIDE, SIDE), Image.Resampling.BILINEAR)
+    return np.asarray(face, dtype=np.float32)
+
+
+class FaceBlend(OnnxDetector):
+    name = "face-blend"
+    version = "1.0.0"
+    model_dir = HERE
+    needs = frozenset({"faces"})
+    threshold = 0.5  # replaced in load() by model.json's, chosen on held-out real faces
+    description = "Face swaps, composites and generated faces (self-blended training), per face."
+    batch_size = 8
+    # Off by default: its blend head has no skill on Photoshop face composites it never saw
+    # (issue 12's bar: ROC AUC >= 0.80 on faces_ciplab; MODEL_CARD.md gives the numbers).
+    enabled_by_default = False
+
+    def predict(self, batch):
+        faces = [sample.faces() for sample in batch]
+        # Its own crop, smoothly resized: the nearest-neighbour crop MesoNet is fed would add
+        # jagged edges of its own to the blend boundary this network looks for.
+        crops = [
+            network_input(crop_face(sample.rgb, face.box, SIDE, Image.Resampling.BILINEAR))
+            for sample, found in zip(batch, faces, strict=True)
+            for face in found
+        ]
+        outputs = {}
+        if crops:
+            names = [o.name for o in self.model.session.get_outputs()]
+            outputs = dict(zip(names, self.model.run(np.stack(crops)), strict=True))
+        index = 0
+        results = []
+        for found in faces:
+            if not found:
+                results.append(Result.not_applicable("no face found"))
+                continue
+            per_face, scores = [], []
+            for face in found:
+                blend = float(outputs["blend"][index, 0])
+                generated = float(outputs["generated"][index, 0])
+                per_face.append(
+                    {
+                        "box": list(face.box),
+                        "score": round(max(blend, generated), 4),
+                        "blend": round(blend, 4),
+                        "generated": round(generated, 4),
+                    }
+                )
+                scores.append(max(blend, generated))
+                index += 1
+            score = max(scores)
+            results.append(Result.from_score(score, self.threshold, details={"faces": per_face}))
+        return results
