@@ -25,6 +25,7 @@ BUILTINS = [
     "meso4",
     "mesoinception4",
     "metadata",
+    "provenance",
     "splicing",
     "srm-cnn",
 ]
@@ -50,7 +51,9 @@ def test_builtins_are_registered_like_third_party_plugins():
     info = {p.name: p.describe() for p in discover(BUILTINS)}
     assert set(info) == set(BUILTINS)
     assert {i["package"].split()[0] for i in info.values()} == {"scanner"}
-    assert all(len(i["model_hash"]) == 64 for n, i in info.items() if n != "metadata")
+    assert all(
+        len(i["model_hash"]) == 64 for n, i in info.items() if n not in ("metadata", "provenance")
+    )
     # The weak ones run only when named (their model cards say why).
     off = {n for n, i in info.items() if i["default"] == "off"}
     assert off == {"ela-cnn", "ela-patchnet", "face-blend", "gan-spectrum", "splicing", "srm-cnn"}

@@ -1,0 +1,216 @@
+"""The provenance detector on files signed in the test with Content Credentials (C2PA), by a
+certificate authority the test makes: generated content in the active manifest or only in an
+ingredient's, capture history, a file changed after signing, and files without credentials."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+
+import c2pa
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from PIL import Image
+from sqlalchemy import select
+
+from scanner.config import Settings
+from scanner.imaging import Sample, decode
+from scanner.pipeline import Pipeline
+from scanner.store import Database, tables
+from scanner_plugins.provenance import IPTC, Provenance
+
+NOW = datetime.datetime.now(datetime.timezone.utc)
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "scanner tests"),
+        ]
+    )
+
+
+def _usage(sign: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=sign,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=not sign,
+        crl_sign=not sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def signer():
+    """A C2PA signer whose certificate a test CA issued (C2PA wants a chain, not a self-signed
+    leaf): untrusted, as any certificate not on a trust list the reader holds."""
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name("scanner test CA"))
+        .issuer_name(_name("scanner test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - datetime.timedelta(days=1))
+        .not_valid_after(NOW + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_usage(sign=False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(_name("scanner test generator"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - datetime.timedelta(days=1))
+        .not_valid_after(NOW + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_usage(sign=True), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, ca))
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    info = c2pa.C2paSignerInfo(alg=b"es256", sign_cert=chain, private_key=private, ta_url=None)
+    return c2pa.Signer.from_info(info)
+
+
+@pytest.fixture(scope="module")
+def provenance():
+    detector = Provenance()
+    detector.load()
+    return detector
+
+
+def picture(fmt: str = "JPEG", colour=(120, 60, 200)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (96, 64), colour).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def manifest(generator: str, action: str, source_type: str | None) -> dict:
+    act = {"action": action}
+    if source_type:
+        act["digitalSourceType"] = IPTC + source_type
+    if action == "c2pa.opened":  # C2PA wants the opened file named: the ingredient below
+        act["parameters"] = {"ingredientIds": ["parent"]}
+    return {
+        "claim_generator_info": [{"name": generator, "version": "1.0"}],
+        "title": "picture",
+        "assertions": [{"label": "c2pa.actions", "data": {"actions": [act]}}],
+    }
+
+
+def signed(signer, data: bytes, spec: dict, mime="image/jpeg", ingredient: bytes | None = None):
+    out = io.BytesIO()
+    with c2pa.Builder(spec) as builder:
+        if ingredient is not None:
+            parent = {"title": "parent", "relationship": "parentOf", "label": "parent"}
+            builder.add_ingredient(parent, mime, io.BytesIO(ingredient))
+        builder.sign(signer, mime, io.BytesIO(data), out)
+    return out.getvalue()
+
+
+def judge(detector, data: bytes):
+    rgb, fmt = decode(data)
+    return detector.predict([Sample("x", "", data, rgb, fmt)])[0]
+
+
+def test_a_generated_picture_is_fake_whatever_its_certificate(signer, provenance):
+    data = signed(
+        signer, picture(), manifest("Imagine 3", "c2pa.created", "trainedAlgorithmicMedia")
+    )
+    result = judge(provenance, data)
+    assert result.label == "fake" and result.score >= 0.9
+    assert "trainedAlgorithmicMedia" in result.reason and "Imagine 3" in result.reason
+    (active,) = result.details["manifests"]
+    assert active["active"] and "scanner test generator" in active["signed_by"]
+    # Untrusted (not on any trust list we hold), and it still counts.
+    assert "signingCredential.untrusted" in result.details["validation"]
+
+
+def test_generation_recorded_only_in_an_ingredient_counts(signer, provenance):
+    generated = signed(
+        signer, picture(), manifest("Imagine 3", "c2pa.created", "trainedAlgorithmicMedia")
+    )
+    # An editor opened the generated file and saved it: its own manifest says only "opened".
+    edited = signed(
+        signer, generated, manifest("Photo Editor", "c2pa.opened", None), ingredient=generated
+    )
+    result = judge(provenance, edited)
+    assert result.label == "fake", result
+    assert "ingredient" in result.reason
+    assert [m["active"] for m in result.details["manifests"]] == [True, False]
+    assert result.details["manifests"][0]["actions"] == ["c2pa.opened"]
+
+
+def test_capture_history_is_not_fakery(signer, provenance):
+    for source_type in ("digitalCapture", "algorithmicMedia"):  # a formula's output is not AI
+        data = signed(signer, picture(), manifest("Camera", "c2pa.created", source_type))
+        result = judge(provenance, data)
+        assert result.label == "real" and result.score < 0.5, (source_type, result)
+        assert result.details["manifests"][0]["source_types"] == [source_type]
+        assert not result.details["changed_after_signing"]
+
+
+def test_a_png_with_credentials_is_read_too(signer, provenance):
+    spec = manifest("Imagine 3", "c2pa.created", "compositeWithTrainedAlgorithmicMedia")
+    data = signed(signer, picture("PNG"), spec, mime="image/png")
+    assert judge(provenance, data).label == "fake"
+
+
+def test_a_picture_changed_after_signing_is_a_finding_of_its_own(signer, provenance):
+    data = signed(signer, picture(), manifest("Camera", "c2pa.created", "digitalCapture"))
+    # One bit of the compressed picture flipped, after the manifest was signed: the claim's
+    # hash of the content no longer matches (the file still decodes).
+    at = data.rindex(b"\xff\xda") + 40  # inside the last scan's entropy-coded data
+    while data[at] == 0xFF or data[at - 1] == 0xFF or data[at] ^ 1 == 0xFF:
+        at += 1
+    changed = data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :]
+    result = judge(provenance, changed)
+    assert result.details["changed_after_signing"], result
+    assert result.label == "fake" and "changed after signing" in result.reason
+
+
+def test_files_without_credentials_are_not_applicable(provenance):
+    for data in (picture(), picture("PNG"), b"\xff\xd8" + b"c2pa" + picture()[2:]):
+        try:
+            result = judge(provenance, data)
+        except Exception:  # the third is no valid JPEG for Pillow either way
+            continue
+        assert result.label == "not-applicable" and result.score is None, result
+
+
+def test_a_scan_stores_the_verdict_and_a_worker_process_can_read_credentials(signer, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "gen.jpg").write_bytes(
+        signed(signer, picture(), manifest("Imagine 3", "c2pa.created", "trainedAlgorithmicMedia"))
+    )
+    (folder / "plain.jpg").write_bytes(picture())
+    detector = Provenance()
+    detector.load()
+    db = Database(f"sqlite:///{tmp_path / 'scan.db'}")
+    stats = Pipeline(db, [detector], Settings(workers=1)).scan(
+        [str(folder / "gen.jpg"), str(folder / "plain.jpg")]
+    )
+    assert stats.detector_errors == 0
+    with db.read() as conn:
+        rows = {r.label: r for r in conn.execute(select(tables.verdicts))}
+    assert set(rows) == {"fake", "not-applicable"}
+    assert json.loads(rows["fake"].details)["manifests"][0]["generator"].startswith("Imagine 3")
