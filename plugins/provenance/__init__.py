@@ -144,10 +144,8 @@ class Provenance(Detector):
         try:
             with c2pa.Reader(mime, io.BytesIO(data), context=self._context) as reader:
                 return json.loads(reader.json())
-        except c2pa.C2paError as error:
-            if "ManifestNotFound" in type(error).__name__ or "ManifestNotFound" in str(error):
-                return None
-            raise
+        except c2pa.C2paError.ManifestNotFound:
+            return None
 
     def predict(self, batch):
         results = []
