@@ -1,6 +1,7 @@
 """The provenance detector on files signed in the test with Content Credentials (C2PA), by a
 certificate authority the test makes: generated content in the active manifest or only in an
-ingredient's, capture history, a file changed after signing, and files without credentials."""
+ingredient's, capture history, a file changed after signing, and files without credentials;
+and on generator marks written into a file's own metadata."""
 
 from __future__ import annotations
 
@@ -14,14 +15,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from PIL import Image, PngImagePlugin
+from PIL import ExifTags, Image, PngImagePlugin
 from sqlalchemy import select
 
 from scanner.config import Settings
 from scanner.imaging import Sample, decode
 from scanner.pipeline import Pipeline
 from scanner.store import Database, tables
-from scanner_plugins.provenance import IPTC, Provenance
+from scanner_plugins.provenance import IPTC, NOTHING, Provenance
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
 
@@ -192,7 +193,62 @@ def test_files_without_credentials_are_not_applicable(provenance):
     for data in (picture(), picture("PNG"), buffer.getvalue()):
         result = judge(provenance, data)
         assert result.label == "not-applicable" and result.score is None, result
-        assert result.reason == "no Content Credentials"
+        assert result.reason == NOTHING
+
+
+def png_with_text(**chunks: str) -> bytes:
+    info = PngImagePlugin.PngInfo()
+    for key, value in chunks.items():
+        info.add_text(key, value)
+    buffer = io.BytesIO()
+    Image.new("RGB", (96, 64), (9, 8, 7)).save(buffer, "PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def jpeg_with(comment: bytes | None = None, software: str | None = None, xmp: bytes = b""):
+    exif = Image.Exif()
+    if comment is not None:
+        exif.get_ifd(ExifTags.IFD.Exif)[0x9286] = comment
+    if software:
+        exif[0x0131] = software
+    buffer = io.BytesIO()
+    Image.new("RGB", (96, 64), (9, 8, 7)).save(buffer, "JPEG", exif=exif, xmp=xmp)
+    return buffer.getvalue()
+
+
+A1111 = "a castle at dusk\nSteps: 30, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512"
+SOURCE_TYPE_XMP = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description '
+    b'Iptc4xmpExt:DigitalSourceType="http://cv.iptc.org/newscodes/digitalsourcetype/'
+    b'trainedAlgorithmicMedia"/></rdf:RDF></x:xmpmeta>'
+)
+
+
+@pytest.mark.parametrize(
+    "data, mark",
+    [
+        (png_with_text(parameters=A1111), "PNG text chunk 'parameters'"),
+        (png_with_text(prompt='{"3": {"class_type": "KSampler"}}'), "PNG text chunk 'prompt'"),
+        (jpeg_with(b"UNICODE\x00" + A1111.encode("utf-16-be")), "EXIF UserComment"),
+        (jpeg_with(b"UNICODE\x00" + A1111.encode("utf-16-le")), "EXIF UserComment"),
+        (jpeg_with(b"ASCII\x00\x00\x00" + A1111.encode()), "EXIF UserComment"),
+        (jpeg_with(software="Midjourney v6"), "software 'Midjourney v6'"),
+        (jpeg_with(xmp=SOURCE_TYPE_XMP), "XMP digital source type trainedAlgorithmicMedia"),
+    ],
+)
+def test_generator_marks_without_credentials_are_fake(provenance, data, mark):
+    result = judge(provenance, data)
+    assert result.label == "fake" and result.score >= 0.9, result
+    assert mark in result.reason and result.details["generator_marks"]
+
+
+def test_ordinary_metadata_is_no_generator_mark(provenance):
+    for data in (
+        jpeg_with(b"ASCII\x00\x00\x00holiday in Rome", software="Adobe Photoshop 25.0"),
+        png_with_text(Comment="Steps to the beach", Software="GIMP 2.10"),
+    ):
+        result = judge(provenance, data)
+        assert result.label == "not-applicable" and result.reason == NOTHING, result
 
 
 def test_a_scan_stores_the_verdict_and_a_worker_process_can_read_credentials(signer, tmp_path):

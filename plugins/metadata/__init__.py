@@ -13,7 +13,8 @@ from scanner_plugins.metadata.rules import combine, examine
 
 class Metadata(Detector):
     name = "metadata"
-    version = "1.0.0"
+    # 1.1.0: generator marks moved to the provenance detector.
+    version = "1.1.0"
     needs = frozenset({"bytes", "rgb"})
     # A file whose own metadata says a retouching program saved it (0.4) is flagged for review;
     # weaker signs (developing software, one re-save) need company to cross.

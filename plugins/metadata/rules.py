@@ -39,14 +39,6 @@ DEVELOPING = (
     "lightroom", "camera raw", "capture one", "darktable", "rawtherapee", "acd systems",
     "acdsee", "dxo", "aperture", "picasa", "photos", "irfanview", "xnview", "imagemagick",
 )  # fmt: skip
-GENERATORS = (
-    "midjourney", "dall-e", "dall·e", "stable diffusion", "stablediffusion", "firefly",
-    "novelai", "comfyui", "automatic1111", "invokeai", "leonardo.ai", "flux",
-)  # fmt: skip
-# Keys AI image tools write into PNG text chunks.
-GENERATOR_PNG_KEYS = ("parameters", "prompt", "workflow", "dream", "sd-metadata", "invokeai")
-# IPTC digital source types for generated media, as written into XMP.
-GENERATED_SOURCE = re.compile(rb"(compositeWith)?trainedAlgorithmicMedia", re.IGNORECASE)
 XMP_TOOLS = re.compile(rb"(?:CreatorTool|softwareAgent)(?:>|=\")\s*([^<\"]{1,200})", re.IGNORECASE)
 MAX_XMP = 1 << 20  # bytes of XMP searched; more is itself suspicious, and costly
 MAX_THUMBNAIL = 1 << 20
@@ -94,17 +86,6 @@ class Evidence:
 
 def _matches(names: list[str], vocabulary: tuple[str, ...]) -> list[str]:
     return [n for n in names if any(word in n.lower() for word in vocabulary)]
-
-
-def generator_marks(ev: Evidence) -> Iterator[Finding]:
-    keys = [k for k in ev.image.info if str(k).lower() in GENERATOR_PNG_KEYS]
-    named = _matches(ev.software(), GENERATORS)
-    source = GENERATED_SOURCE.search(ev.xmp)
-    if keys or named or source:
-        why = [f"text chunk {k!r}" for k in keys] + [f"software {n!r}" for n in named]
-        if source:
-            why.append(f"XMP digital source type {source.group(0).decode()}")
-        yield Finding("generator-mark", 0.9, "made by an image generator: " + "; ".join(why))
 
 
 def editing_software(ev: Evidence) -> Iterator[Finding]:
@@ -222,8 +203,9 @@ def jpeg_structure(ev: Evidence) -> Iterator[Finding]:
         )
 
 
+# Generator marks (PNG text, generator software, IPTC source type) are the provenance
+# detector's (plugins/provenance/marks.py): one place for every provenance mark.
 RULES: list[Callable[[Evidence], Iterator[Finding]]] = [
-    generator_marks,
     editing_software,
     camera_data,
     thumbnail,

@@ -11,6 +11,11 @@ hold). `algorithmicMedia` alone is not AI: IPTC uses it for media made by a form
 that records only capture and ordinary edits is history, not fakery. A file whose content no
 longer matches its signed hash was changed after it was signed: a finding of its own.
 
+Generators that sign nothing still mark their files: PNG text chunks with the prompt and
+settings, the same text in a JPEG's EXIF UserComment, their name as the software, the IPTC
+source type in XMP (marks.py). Any of these: fake. Every provenance mark is read here, and
+only here.
+
 Read with c2pa-python, offline: no remote manifest is fetched and no certificate's revocation
 is checked over the network. No model; the rules are below.
 """
@@ -21,6 +26,9 @@ import io
 import json
 
 from scanner.detectors import Detector, Result
+from scanner_plugins.provenance.marks import generator_marks
+
+NOTHING = "no Content Credentials and no generator marks"
 
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 GENERATED = frozenset({"trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia"})
@@ -35,6 +43,7 @@ MIME = {
 }
 # Scores of the three findings; the threshold is 0.5 (rules, not a fitted model).
 SCORE_GENERATED = 0.99
+SCORE_MARKED = 0.9  # a generator's mark in the file's own metadata (marks.py)
 SCORE_CHANGED = 0.8
 SCORE_HISTORY = 0.1
 
@@ -114,11 +123,12 @@ def judge(store: dict) -> Result:
 
 class Provenance(Detector):
     name = "provenance"
-    version = "1.0.0"
+    # 1.1.0: generator marks in the file's metadata (moved here from the metadata detector).
+    version = "1.1.0"
     needs = frozenset({"bytes"})
     uses_settings = frozenset()
     threshold = 0.5
-    description = "Content Credentials (C2PA): generated content, history, changes after signing."
+    description = "Content Credentials (C2PA) and generator marks: generated content, history."
     batch_size = 16
 
     def load(self) -> None:
@@ -150,21 +160,38 @@ class Provenance(Detector):
     def predict(self, batch):
         results = []
         for sample in batch:
+            marks = generator_marks(sample.data)
+            store, unreadable = None, None
             mime = MIME.get(sample.format)
             # Every manifest store is a JUMBF box labelled "c2pa": a file without those four
             # bytes has none, and most files are answered without parsing them.
-            if mime is None or b"c2pa" not in sample.data:
-                results.append(Result.not_applicable("no Content Credentials"))
-                continue
-            try:
-                store = self.read(sample.data, mime)
-            except self._c2pa.C2paError as error:
-                results.append(
-                    Result.not_applicable(f"Content Credentials present but unreadable: {error}")
-                )
-                continue
-            if store is None:
-                results.append(Result.not_applicable("no Content Credentials"))
-            else:
-                results.append(judge(store))
+            if mime is not None and b"c2pa" in sample.data:
+                try:
+                    store = self.read(sample.data, mime)
+                except self._c2pa.C2paError as error:
+                    unreadable = str(error)
+            results.append(verdict(store, marks, unreadable))
         return results
+
+
+def verdict(store: dict | None, marks: list[str], unreadable: str | None) -> Result:
+    """One file's verdict from its manifest store (None: none), the generator marks in its
+    metadata and, when its manifest store could not be read, why."""
+    marked = Result(
+        label="fake",
+        score=SCORE_MARKED,
+        reason="made by an image generator: " + "; ".join(marks),
+        details={"generator_marks": marks},
+    )
+    if store is not None:
+        result = judge(store)
+        result.details["generator_marks"] = marks
+        if marks and result.score < SCORE_MARKED:
+            marked.details = result.details
+            return marked
+        return result
+    if marks:
+        return marked
+    if unreadable:
+        return Result.not_applicable(f"Content Credentials present but unreadable: {unreadable}")
+    return Result.not_applicable(NOTHING)
