@@ -55,11 +55,11 @@ def test_a_face_blended_in_the_test_scores_higher_than_its_source(face_blend):
     higher = []
     for item, donor in zip(reals, reals[1:] + reals[:1], strict=True):
         real = Image.open(item["path"]).convert("RGB")
+        before = score(face_blend, jpeg_roundtrip(real, 90)).score
         for edited in (
             self_blend(real, rng)[0],
             face_swap(real, Image.open(donor["path"]).convert("RGB"), rng),
         ):
-            before = score(face_blend, jpeg_roundtrip(real, 90)).score
             after = score(face_blend, jpeg_roundtrip(edited, 90)).score
             higher.append(after > before)
     assert np.mean(higher) >= 0.75, higher

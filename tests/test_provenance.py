@@ -242,6 +242,14 @@ def test_generator_marks_without_credentials_are_fake(provenance, data, mark):
     assert mark in result.reason and result.details["generator_marks"]
 
 
+def test_a_generator_mark_outweighs_credentials_that_record_only_history(signer, provenance):
+    spec = manifest("Photo Editor", "c2pa.created", "digitalCapture")
+    data = signed(signer, png_with_text(parameters=A1111), spec, mime="image/png")
+    result = judge(provenance, data)
+    assert result.label == "fake" and "PNG text chunk 'parameters'" in result.reason, result
+    assert result.details["manifests"][0]["source_types"] == ["digitalCapture"]
+
+
 def test_ordinary_metadata_is_no_generator_mark(provenance):
     for data in (
         jpeg_with(b"ASCII\x00\x00\x00holiday in Rome", software="Adobe Photoshop 25.0"),

@@ -22,6 +22,7 @@ is checked over the network. No model; the rules are below.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
@@ -177,21 +178,15 @@ class Provenance(Detector):
 def verdict(store: dict | None, marks: list[str], unreadable: str | None) -> Result:
     """One file's verdict from its manifest store (None: none), the generator marks in its
     metadata and, when its manifest store could not be read, why."""
-    marked = Result(
-        label="fake",
-        score=SCORE_MARKED,
-        reason="made by an image generator: " + "; ".join(marks),
-        details={"generator_marks": marks},
-    )
+    details = {"generator_marks": marks}
     if store is not None:
         result = judge(store)
-        result.details["generator_marks"] = marks
-        if marks and result.score < SCORE_MARKED:
-            marked.details = result.details
-            return marked
-        return result
+        details = result.details | details
+        if not marks or result.score >= SCORE_MARKED:
+            return dataclasses.replace(result, details=details)
     if marks:
-        return marked
+        reason = "made by an image generator: " + "; ".join(marks)
+        return Result(label="fake", score=SCORE_MARKED, reason=reason, details=details)
     if unreadable:
         return Result.not_applicable(f"Content Credentials present but unreadable: {unreadable}")
     return Result.not_applicable(NOTHING)
