@@ -13,8 +13,9 @@ longer matches its signed hash was changed after it was signed: a finding of its
 
 Generators that sign nothing still mark their files: PNG text chunks with the prompt and
 settings, the same text in a JPEG's EXIF UserComment, their name as the software, the IPTC
-source type in XMP (marks.py). Any of these: fake. Every provenance mark is read here, and
-only here.
+source type in XMP (marks.py), and Stable Diffusion's reference pipelines an invisible
+watermark in the pixels (watermark.py). Any of these: fake. Every provenance mark is read here,
+and only here.
 
 Read with c2pa-python, offline: no remote manifest is fetched and no certificate's revocation
 is checked over the network. No model; the rules are below.
@@ -28,8 +29,9 @@ import json
 
 from scanner.detectors import Detector, Result
 from scanner_plugins.provenance.marks import generator_marks
+from scanner_plugins.provenance.watermark import find_watermarks
 
-NOTHING = "no Content Credentials and no generator marks"
+NOTHING = "no Content Credentials, generator marks or known watermarks"
 
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 GENERATED = frozenset({"trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia"})
@@ -44,7 +46,7 @@ MIME = {
 }
 # Scores of the three findings; the threshold is 0.5 (rules, not a fitted model).
 SCORE_GENERATED = 0.99
-SCORE_MARKED = 0.9  # a generator's mark in the file's own metadata (marks.py)
+SCORE_MARKED = 0.9  # a generator's mark in the file's metadata or watermark in its pixels
 SCORE_CHANGED = 0.8
 SCORE_HISTORY = 0.1
 
@@ -125,11 +127,12 @@ def judge(store: dict) -> Result:
 class Provenance(Detector):
     name = "provenance"
     # 1.1.0: generator marks in the file's metadata (moved here from the metadata detector).
-    version = "1.1.0"
-    needs = frozenset({"bytes"})
+    # 1.2.0: Stable Diffusion's invisible watermarks.
+    version = "1.2.0"
+    needs = frozenset({"bytes", "rgb"})
     uses_settings = frozenset()
     threshold = 0.5
-    description = "Content Credentials (C2PA) and generator marks: generated content, history."
+    description = "Content Credentials (C2PA), generator marks and watermarks: generated, history."
     batch_size = 16
 
     def load(self) -> None:
@@ -161,7 +164,7 @@ class Provenance(Detector):
     def predict(self, batch):
         results = []
         for sample in batch:
-            marks = generator_marks(sample.data)
+            marks = generator_marks(sample.data) + find_watermarks(sample.rgb)
             store, unreadable = None, None
             mime = MIME.get(sample.format)
             # Every manifest store is a JUMBF box labelled "c2pa": a file without those four
