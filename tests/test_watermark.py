@@ -88,7 +88,8 @@ def test_clean_pictures_carry_no_watermark(photo):
     gradient = Image.fromarray(
         np.broadcast_to(np.linspace(0, 255, 640, dtype=np.uint8)[None, :, None], (480, 640, 3))
     )
-    for picture in (flat, noise, gradient, photo, saved(photo, "PNG")):
+    strip = Image.new("RGB", (100_000, 1))  # enough pixels, not one block row
+    for picture in (flat, noise, gradient, photo, saved(photo, "PNG"), strip):
         assert find_watermarks(picture) == []
 
 

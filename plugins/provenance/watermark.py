@@ -107,8 +107,8 @@ def top_band(rgb: Image.Image) -> np.ndarray:
 def find_watermarks(rgb: Image.Image) -> list[str]:
     """One line per message found in the picture, e.g. "invisible watermark 'SDV2' of Stable
     Diffusion 2.x reference scripts (32 of 32 bits)"."""
-    if rgb.width * rgb.height < MIN_PIXELS:
-        return []
+    if rgb.width * rgb.height < MIN_PIXELS or min(rgb.size) < 2 * BLOCK * 2:
+        return []  # too small to carry a mark, or not one whole block row (a 1-pixel strip)
     band = top_band(rgb)
     votes = {order: block_votes(band, order) for order in ("RGB", "BGR")}
     found = []
