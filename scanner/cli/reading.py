@@ -194,14 +194,28 @@ def show(
             show_default=False,
         ),
     ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            metavar="FILE",
+            help="Write one picture here (PNG): photo | ELA | each heatmap overlay, verdicts "
+            "under them.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
-    """Print every verdict for one image; write its ELA image and heatmaps where asked.
+    """Print every verdict for one image; write its ELA image, heatmaps or a one-picture
+    summary where asked.
 
-    Example: scanner show ~/Pictures/beach.jpg --ela beach-ela.png --heatmaps /tmp/maps
+    Example: scanner show ~/Pictures/beach.jpg --out beach.png --heatmaps /tmp/maps
     """
     if ela is not None:
         ela = _writable_file(ela, "--ela")
+    if out is not None:
+        out = _writable_file(out, "--out")
     if heatmaps is not None and not heatmaps.expanduser().is_dir():
         raise typer.BadParameter(f"{heatmaps} is not a folder", param_hint="--heatmaps")
     database = _open(db)
@@ -225,6 +239,12 @@ def show(
                 target = heatmaps.expanduser() / f"{sha[:12]}.{verdict['detector']}.heatmap.png"
                 _write(target, verdict["heatmap_png"])
                 written.append(str(target))
+    if out is not None:
+        from scanner.report.pictures import to_bytes
+        from scanner.report.sheet import sheet_of
+
+        _write(out, to_bytes(sheet_of(report, shown), "PNG"))
+        written.append(str(out))
     overall = report["overall"]
     if as_json:
         verdicts = [{k: v for k, v in item.items() if k != "heatmap_png"} for item in shown]

@@ -258,3 +258,30 @@ def status(db: Database) -> dict:
             "last_scan_at": last,
             "watchers": watchers,
         }
+
+
+def evidence(db: Database, shas: Collection[str]) -> dict[str, dict]:
+    """For each image: its size, its verdicts (details parsed, heatmap PNG kept) and its ELA
+    PNG: what a report draws. Callers pass a few hundred hashes at a time (the PNGs are big)."""
+    i, v, e = tables.images, tables.verdicts, tables.ela_images
+    out: dict[str, dict] = {}
+    with db.read() as conn:
+        chosen = sorted(shas)
+        for row in conn.execute(select(i).where(i.c.sha256.in_(chosen))):
+            out[row.sha256] = dict(row._mapping) | {"verdicts": [], "ela": None}
+        query = select(v).where(v.c.sha256.in_(chosen)).order_by(v.c.sha256, v.c.detector)
+        for row in conn.execute(query):
+            item = dict(row._mapping)
+            item["details"] = json.loads(item["details"]) if item["details"] else None
+            item["scanned_at"] = iso(item["scanned_at"])
+            out[row.sha256]["verdicts"].append(item)
+        for row in conn.execute(select(e.c.sha256, e.c.png).where(e.c.sha256.in_(chosen))):
+            out[row.sha256]["ela"] = row.png
+    return out
+
+
+def detector_table(db: Database) -> list[dict]:
+    """The detectors the scans ran with (name, version, threshold, on by default)."""
+    d = tables.detectors
+    with db.read() as conn:
+        return [dict(r._mapping) for r in conn.execute(select(d).order_by(d.c.name))]
