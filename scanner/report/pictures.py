@@ -141,21 +141,24 @@ def blank(size: tuple[int, int]) -> Image.Image:
     return Image.new("RGB", size, (64, 64, 64))
 
 
-def sheet(panels: list[tuple[Image.Image, str]], lines: list[str]) -> Image.Image:
-    """Panels side by side, each with its caption under it, then text lines under all."""
+def sheet(panels: list[tuple[Image.Image, str]], lines: list[str], per_row: int = 3) -> Image.Image:
+    """Panels in rows of `per_row`, each with its caption under it, then text lines under all."""
     font = ImageFont.load_default()
     pad, line = 8, 16
-    height = max(p.height for p, _ in panels)
-    width = sum(p.width for p, _ in panels) + pad * (len(panels) + 1)
-    total = pad + height + pad + line + pad + line * len(lines) + pad
+    rows = [panels[i : i + per_row] for i in range(0, len(panels), per_row)]
+    heights = [max(p.height for p, _ in row) for row in rows]
+    width = max(sum(p.width for p, _ in row) + pad * (len(row) + 1) for row in rows)
+    total = pad + sum(h + pad + line + pad for h in heights) + line * len(lines) + pad
     out = Image.new("RGB", (width, total), (255, 255, 255))
     draw = ImageDraw.Draw(out)
-    x = pad
-    for picture, caption in panels:
-        out.paste(picture, (x, pad))
-        draw.text((x, pad + height + pad), caption[:60], fill=(0, 0, 0), font=font)
-        x += picture.width + pad
-    y = pad + height + pad + line + pad
+    y = pad
+    for row, height in zip(rows, heights, strict=True):
+        x = pad
+        for picture, caption in row:
+            out.paste(picture, (x, y))
+            draw.text((x, y + height + pad // 2), caption[:60], fill=(0, 0, 0), font=font)
+            x += picture.width + pad
+        y += height + pad + line + pad
     for text in lines:
         draw.text((pad, y), text[:200], fill=(0, 0, 0), font=font)
         y += line
