@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import threading
 
 import c2pa
 import pytest
@@ -277,3 +278,61 @@ def test_a_scan_stores_the_verdict_and_a_worker_process_can_read_credentials(sig
         rows = {r.label: r for r in conn.execute(select(tables.verdicts))}
     assert set(rows) == {"fake", "not-applicable"}
     assert json.loads(rows["fake"].details)["manifests"][0]["generator"].startswith("Imagine 3")
+
+
+def _app11_segments(data: bytes) -> list[tuple[int, int]]:
+    """(start of payload, end) of each APP11 (JUMBF, where C2PA lives) segment of a JPEG."""
+    found, at = [], 2
+    while at + 4 <= len(data) and data[at] == 0xFF and data[at + 1] not in (0xDA, 0xD9):
+        length = int.from_bytes(data[at + 2 : at + 4], "big")
+        if data[at + 1] == 0xEB:
+            found.append((at + 4, at + 2 + length))
+        at += 2 + length
+    return found
+
+
+def hostile_manifests(signer) -> dict[str, bytes]:
+    data = signed(signer, picture(), manifest("Imagine 3", "c2pa.created", "digitalCapture"))
+    start, end = _app11_segments(data)[0]
+    middle = (start + end) // 2
+    garbled = bytes(b ^ 0x5A for b in data[middle : middle + 64])
+    # The first JUMBF box's size field (after APP11's "JP" id, instance and sequence numbers).
+    box = data.index(b"jumb", start) - 4
+    return {
+        # The file cut off inside its manifest store.
+        "truncated": data[:middle],
+        # 64 bytes in the middle of the store scrambled, every length left as it was.
+        "malformed": data[:middle] + garbled + data[middle + 64 :],
+        # A box that claims to be 4 GB long.
+        "oversized": data[:box] + b"\xff\xff\xff\xf0" + data[box + 4 :],
+    }
+
+
+@pytest.mark.parametrize("kind", ["truncated", "malformed", "oversized"])
+def test_a_hostile_manifest_store_is_a_finding_not_a_crash_or_a_hang(signer, provenance, kind):
+    data = hostile_manifests(signer)[kind]
+    # The bytes are what is under test: a scan would record the truncated file as a
+    # truncated image (its pixels come after the store) and never reach the detector.
+    rgb, fmt = decode(picture())
+    outcome: list = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(provenance.predict([Sample("x", "", data, rgb, fmt)])[0]),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(timeout=60)
+    assert outcome, f"reading a {kind} manifest store did not finish in 60 s"
+    result = outcome[0]
+    assert result.problem() is None
+    # Either the reader refuses the store (a finding saying so) or what it could read was
+    # judged; never silence about a store that is there.
+    assert result.reason and result.reason != NOTHING, result
+    expected = {
+        "truncated": "present but unreadable",
+        "malformed": "fail validation",  # the claim's hash of an assertion no longer matches
+        "oversized": None,  # the reader takes the store's real extent: read and judged
+    }[kind]
+    if expected:
+        assert expected in result.reason, result
+    if kind == "malformed":
+        assert result.label == "fake" and "assertion.hashedURI.mismatch" in result.reason

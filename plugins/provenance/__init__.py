@@ -49,6 +49,10 @@ SCORE_GENERATED = 0.99
 SCORE_MARKED = 0.9  # a generator's mark in the file's metadata or watermark in its pixels
 SCORE_CHANGED = 0.8
 SCORE_HISTORY = 0.1
+# Validation codes about whether the signer is trusted, not about the credentials' integrity:
+# generators' certificates are often on no trust list we hold, or expired.
+TRUST = ("signingCredential.untrusted", "signingCredential.expired", "signingCredential.ocsp",
+         "timeStamp.untrusted", "timeStamp.outsideValidity")  # fmt: skip
 
 
 def _source_type(value: str) -> str:
@@ -93,6 +97,10 @@ def judge(store: dict) -> Result:
     codes = sorted({str(s.get("code", "")) for s in store.get("validation_status") or []})
     # dataHash / boxesHash / bmffHash mismatch: the bytes the claim covers have changed.
     changed = any(c.endswith("Hash.mismatch") for c in codes)
+    # Any other failure but trust (an assertion that no longer matches its claim, a broken
+    # signature, a malformed claim): the credentials were altered or damaged after signing,
+    # and what they say cannot be taken as history.
+    broken = [c for c in codes if not c.endswith("Hash.mismatch") and not c.startswith(TRUST)]
     generated = [m for m in manifests if GENERATED & set(m["source_types"])]
     details = {
         "manifests": manifests,
@@ -114,6 +122,14 @@ def judge(store: dict) -> Result:
             label="fake",
             score=SCORE_CHANGED,
             reason="Content Credentials no longer match the picture: changed after signing",
+            details=details,
+        )
+    if broken:
+        return Result(
+            label="fake",
+            score=SCORE_CHANGED,
+            reason="Content Credentials fail validation (altered or damaged after signing): "
+            + ", ".join(broken),
             details=details,
         )
     return Result(
