@@ -175,6 +175,7 @@ class Pipeline:
         self.disabled: dict[str, str] = {}  # detector -> why it stopped running in this run
         self._late_errors: list[ErrorRecord] = []
         self._stopping = False
+        self._tick: Callable[[int], None] | None = None  # scan()'s progress, per path
         self._in_process = False  # worker processes failed to start: work here instead
         # Stored with each file that could not be scanned: when any of these changes, the file
         # is read again (a raised size limit, a longer timeout, a scanner that decodes more).
@@ -200,24 +201,25 @@ class Pipeline:
     def scan(
         self, paths: Iterable[str], progress: Callable[[int], None] | None = None
     ) -> ScanStats:
-        """Scan `paths` (files, not folders: see iter_files) in batches; return the totals."""
+        """Scan `paths` (files, not folders: see iter_files) in batches; return the totals.
+        `progress(1)` is called as each path gets its outcome, not once per batch."""
         total = ScanStats()
         self.record_detectors()
         self._seen_this_scan = set()  # decoded in this scan: copies in later batches are duplicates
+        self._tick = progress
         chunk: list[str] = []
-        for path in paths:
-            if self._stopping:
-                return total
-            chunk.append(path)
-            if len(chunk) >= self.settings.batch_size:
+        try:
+            for path in paths:
+                if self._stopping:
+                    return total
+                chunk.append(path)
+                if len(chunk) >= self.settings.batch_size:
+                    total.add(self.scan_batch(chunk))
+                    chunk = []
+            if chunk:
                 total.add(self.scan_batch(chunk))
-                if progress:
-                    progress(len(chunk))
-                chunk = []
-        if chunk:
-            total.add(self.scan_batch(chunk))
-            if progress:
-                progress(len(chunk))
+        finally:
+            self._tick = None
         return total
 
     def _missing(self, known: dict[str, tuple] | None) -> list[Detector]:
@@ -242,6 +244,8 @@ class Pipeline:
         def note(path: str, outcome: str, detail: str = "", sha: str | None = None) -> None:
             setattr(stats, outcome, getattr(stats, outcome) + 1)
             outcomes.append(FileOutcome(path, outcome, detail, sha))
+            if self._tick:
+                self._tick(1)
 
         for path in paths:
             outcome = self._read(path, states.get(path), known)

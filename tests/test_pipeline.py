@@ -313,3 +313,11 @@ def test_a_file_swapped_for_a_fifo_does_not_block(tmp_path, db_url, monkeypatch)
     monkeypatch.setattr(pipeline_module.os, "stat", swap_after_stat)
     stats = Pipeline(Database(db_url), [Redness()], Settings()).scan([str(target)])
     assert stats.skipped == {"special-file": 1}
+
+
+def test_progress_advances_once_per_path_not_per_batch(image_dir, db_url):
+    ticks: list[int] = []
+    pipeline = Pipeline(Database(db_url), [Redness()], Settings(batch_size=16))
+    stats = pipeline.scan(iter_files([image_dir]), progress=ticks.append)
+    assert ticks == [1] * stats.seen  # every path once, each as it gets its outcome
+    assert stats.seen > 1  # a batch of 16 holds them all: per batch would be one tick

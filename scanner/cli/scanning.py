@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import Progress
+from rich.progress import MofNCompleteColumn, Progress, ProgressColumn
+from rich.text import Text
 
 from scanner.cli.common import (
     EXIT_DATABASE,
@@ -60,6 +61,16 @@ def _say_outcome(item: FileOutcome) -> None:
         word = WORDS.get(item.outcome, item.outcome)
         detail = f" ({printable(item.detail)})" if item.detail else ""
         typer.echo(f"{word}: {printable(item.path)}{detail}", err=True)
+
+
+class FilesPerSecond(ProgressColumn):
+    """Files per second over the scan so far (rich's own speed is a short moving window)."""
+
+    def render(self, task) -> Text:
+        elapsed = task.finished_time if task.finished else task.elapsed
+        if not elapsed or not task.completed:
+            return Text("")
+        return Text(f"{task.completed / elapsed:.1f} files/s")
 
 
 @app.command()
@@ -133,7 +144,8 @@ def scan(
     signal.signal(signal.SIGTERM, lambda *_: pipeline.stop())
     try:
         if show_progress:
-            with Progress(transient=True) as bar:
+            columns = (*Progress.get_default_columns(), MofNCompleteColumn(), FilesPerSecond())
+            with Progress(*columns, transient=True) as bar:
                 task = bar.add_task("scanning", total=len(files))
                 stats = pipeline.scan(files, progress=lambda n: bar.advance(task, n))
         else:
