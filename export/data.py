@@ -150,3 +150,44 @@ def real_photos(share: float = 0.5) -> list[dict]:
     for item in items:
         item["split"] = "held-out" if in_validation(item["group"], share) else "calibration"
     return items
+
+
+def sd15(root: Path = DATA / "sd15") -> list[dict]:
+    """Stable Diffusion 1.5 tiles: each 2x2 grid file gives four items (`tile` 0-3, the grid's
+    seams are not image content), split by file (one artist per file), never by tile."""
+    items = []
+    for path in sorted((root / "fake").glob("*.webp")):
+        split = "validation" if in_validation(f"sd15/{path.name}") else "train"
+        for tile in range(4):
+            items.append(
+                {"path": str(path), "tile": tile, "label": 1, "family": "sd15", "split": split}
+            )
+    return items
+
+
+def load_rgb(item: dict) -> Image.Image:
+    """An item's picture as RGB: the whole file, or its `tile` (0-3) of a 2x2 grid."""
+    with Image.open(item["path"]) as image:
+        rgb = image.convert("RGB")
+    if "tile" in item:
+        col, row = item["tile"] % 2, item["tile"] // 2
+        w, h = rgb.width // 2, rgb.height // 2
+        rgb = rgb.crop((col * w, row * h, (col + 1) * w, (row + 1) * h))
+    return rgb
+
+
+def generated_images() -> list[dict]:
+    """Generated pictures (label 1) and real photos (label 0) for a generated-image detector,
+    each with its `family` (the generator, or the real photos' source) and split: CNNDetection
+    (both classes, per generator), StyleGAN2 faces and their real portraits, SD 1.5 tiles,
+    faces_ciplab's real faces (its fakes are Photoshop edits of real photos, neither class)
+    and CASIA's authentic photos. camera_photos and the Kodak scans stay out: the threshold is
+    chosen on their calibration half (real_photos) and the card measured on the other."""
+    items = [dict(i) for i in gan()]
+    for item in faces():
+        if item["set"] == "faces_ciplab" and item["label"] == 1:
+            continue
+        family = "stylegan2" if item["set"] == "faces_stylegan2" else "ciplab"
+        items.append({**item, "family": family})
+    items += [{**i, "family": "casia"} for i in casia() if i["label"] == 0]
+    return items + sd15()

@@ -57,15 +57,22 @@ def _block(x, index, kernel, stride, expansion, out_channels):
 
 def trunk(inputs) -> keras.KerasTensor:
     """The convolutional trunk on RGB in 0..255 (scaled inside): 320 channels at 1/32 size."""
+    return stages(inputs)[-1]
+
+
+def stages(inputs) -> list[keras.KerasTensor]:
+    """The trunk's output at the end of each of its seven stages, from 16 channels at 1/2 size
+    to 320 at 1/32: early stages see pixel-level traces, late ones content."""
     x = layers.Rescaling(1 / STD, offset=-MEAN / STD, name="scale")(inputs)
     x = _conv(STEM, 3, 2, "_conv_stem")(x)
     x = layers.ReLU(6.0)(_bn("_bn0")(x))
-    index = 0
+    index, ends = 0, []
     for repeats, kernel, stride, expansion, out_channels in STAGES:
         for repeat in range(repeats):
             x = _block(x, index, kernel, stride if repeat == 0 else 1, expansion, out_channels)
             index += 1
-    return x
+        ends.append(x)
+    return ends
 
 
 def head(x) -> keras.KerasTensor:
@@ -100,4 +107,16 @@ def load_pretrained(model: keras.Model, state: dict[str, np.ndarray]) -> int:
         else:
             continue
         filled += 1
+    return filled
+
+
+def from_imagenet(model: keras.Model, state: dict[str, np.ndarray], frozen_blocks: int) -> int:
+    """Fill `model` with the ImageNet weights in `state` and freeze what fine-tuning keeps:
+    batch norm everywhere (batches of 16 are too small to re-estimate its statistics), the stem
+    and the first `frozen_blocks` blocks. Returns how many layers were filled."""
+    filled = load_pretrained(model, state)
+    early = ("_conv_stem", "_bn0") + tuple(f"_blocks.{i}." for i in range(frozen_blocks))
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization) or layer.name.startswith(early):
+            layer.trainable = False
     return filled

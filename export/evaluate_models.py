@@ -8,6 +8,7 @@
     python -m export.evaluate_models srm-cnn       # the same for the noise-residual network
     python -m export.evaluate_models mesonet   # face sets: crops, face finding, authors' weights
     python -m export.evaluate_models gan-spectrum  # StyleGAN2 faces, CNNDetection families
+    python -m export.evaluate_models generated  # issue 13's bar (export/evaluate_generated.py)
     python -m export.evaluate_models metadata  # every data set; double-compression calibration
 
 Images go through scanner.evaluate, i.e. the same pipeline and detector code as `scanner scan`.
@@ -320,6 +321,7 @@ def main(argv=None) -> None:
             "mesonet",
             "metadata",
             "gan-spectrum",
+            "generated",
         ],
     )
     parser.add_argument(
@@ -331,7 +333,14 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--model-dir",
         type=Path,
-        help="ela-cnn, ela-patchnet, srm-cnn: evaluate the model.onnx and model.json there",
+        help="ela-cnn, ela-patchnet, srm-cnn, generated: the model.onnx and model.json to evaluate",
+    )
+    parser.add_argument(
+        "--logo",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="generated: folders of models trained with --leave-out, for leave-one-out AUCs",
     )
     args = parser.parse_args(argv)
     if args.model in ("copy-move", "splicing"):
@@ -355,6 +364,15 @@ def main(argv=None) -> None:
         metadata()
     elif args.model == "gan-spectrum":
         gan_spectrum()
+    elif args.model == "generated":
+        from export.evaluate_generated import report as generated_report
+        from scanner_plugins.generated import Generated
+
+        detector = Generated()
+        if args.model_dir:
+            detector.model_dir = args.model_dir
+        detector.load()
+        generated_report(detector, args.logo)
     else:
         mesonet(args.authors_weights if args.authors_weights.is_dir() else None)
 

@@ -34,7 +34,7 @@ from keras import layers
 from PIL import Image
 
 from export import data
-from export.efficientnet import head, load_pretrained, trunk
+from export.efficientnet import from_imagenet, head, trunk
 from export.onnx_export import ship
 from export.self_blend import self_blend
 from export.torch_legacy import efficientnet_lite0
@@ -61,12 +61,7 @@ def build() -> keras.Model:
 
 def pretrained() -> keras.Model:
     model = build()
-    filled = load_pretrained(model, efficientnet_lite0())
-    early = ("_conv_stem", "_bn0") + tuple(f"_blocks.{i}." for i in range(FROZEN_BLOCKS))
-    for layer in model.layers:
-        # Batch norm frozen: batches of 16 are too small to re-estimate its statistics.
-        if isinstance(layer, layers.BatchNormalization) or layer.name.startswith(early):
-            layer.trainable = False
+    filled = from_imagenet(model, efficientnet_lite0(), FROZEN_BLOCKS)
     print(f"EfficientNet-Lite0 ImageNet weights: {filled} layers filled", flush=True)
     return model
 

@@ -34,7 +34,7 @@ from keras import layers
 from PIL import Image
 
 from export import data, synthetic
-from export.efficientnet import head, load_pretrained, trunk
+from export.efficientnet import from_imagenet, head, trunk
 from export.onnx_export import ship
 from export.torch_legacy import efficientnet_lite0
 from export.training import jpeg_roundtrip, threshold_per_set
@@ -64,17 +64,10 @@ def build() -> keras.Model:
 
 def pretrained() -> keras.Model:
     model = build()
-    filled = load_pretrained(model, efficientnet_lite0())
-    for layer in model.layers:
-        # Batch norm frozen: batches of 16 are too small to re-estimate its statistics. The
-        # stem and the first eight blocks (down to 1/16 size) stay ImageNet's: they are most
-        # of the cost of a training step, and with them trainable at 3e-4 the features
-        # collapsed within one epoch (every validation score the same).
-        early = layer.name.startswith(("_conv_stem", "_bn0")) or layer.name.startswith(
-            tuple(f"_blocks.{i}." for i in range(FROZEN_BLOCKS))
-        )
-        if isinstance(layer, layers.BatchNormalization) or early:
-            layer.trainable = False
+    # The stem and the first eight blocks (down to 1/16 size) stay ImageNet's: they are most
+    # of the cost of a training step, and with them trainable at 3e-4 the features collapsed
+    # within one epoch (every validation score the same).
+    filled = from_imagenet(model, efficientnet_lite0(), FROZEN_BLOCKS)
     print(f"EfficientNet-Lite0 ImageNet weights: {filled} layers filled", flush=True)
     return model
 

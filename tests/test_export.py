@@ -71,6 +71,19 @@ def test_face_blend_onnx_matches_keras_on_real_faces():
     assert worst <= PARITY_TOLERANCE
 
 
+def test_generated_onnx_matches_keras_on_real_and_generated_pictures():
+    from export.data import generated_images, load_rgb
+    from export.train_generated import build
+    from scanner_plugins.generated import crops
+
+    model = load_weights(build(), PLUGINS / "generated" / "weights.npz")
+    onnx = (PLUGINS / "generated" / "model.onnx").read_bytes()
+    pictures = [load_rgb(i) for i in generated_images()[::300]]
+    batch = np.stack([c for rgb in pictures for c in crops(rgb)])
+    assert len(batch) >= 8
+    assert check_parity(model, onnx, batch) <= PARITY_TOLERANCE
+
+
 def test_efficientnet_weights_are_mapped_by_name_and_classify_a_photo():
     """The torch-free reader and the Keras EfficientNet-Lite0 together: every tensor read, and
     Kodak's photo of two macaws classified as ImageNet class 88, 'macaw'."""
