@@ -70,6 +70,11 @@ class ScanStats:
         }
 
 
+# Paths whose stored rows are looked up at once before anything is read: unchanged files
+# leave there; the rest go on in batches of Settings.batch_size.
+CHECK_CHUNK = 1024
+
+
 @dataclass
 class FileOutcome:
     """What became of one path: outcome is a ScanStats counter name (scanned, errors, ...)."""
@@ -213,14 +218,66 @@ class Pipeline:
                 if self._stopping:
                     return total
                 chunk.append(path)
-                if len(chunk) >= self.settings.batch_size:
-                    total.add(self.scan_batch(chunk))
+                if len(chunk) >= CHECK_CHUNK:
+                    self._scan_chunk(chunk, total)
                     chunk = []
             if chunk:
-                total.add(self.scan_batch(chunk))
+                self._scan_chunk(chunk, total)
         finally:
             self._tick = None
         return total
+
+    def _scan_chunk(self, paths: list[str], total: ScanStats) -> None:
+        """Set aside the unchanged files of a large chunk with one look-up of their rows (a
+        re-scan of a big folder is mostly these), then scan the rest in batches."""
+        rest = paths
+        if not self.rescan:
+            started = time.perf_counter()
+            unchanged = ScanStats()
+            states = self.db.file_states(paths)
+            known = self.db.detector_versions(s.sha256 for s in states.values() if s.sha256)
+            rest = []
+            for path in paths:
+                state = states.get(path)
+                if (
+                    state is None
+                    or isinstance(path, Unlisted)
+                    or not self._unchanged_stat(path, state, known)
+                ):
+                    rest.append(path)
+                    continue
+                unchanged.unchanged += 1
+                if self._tick:
+                    self._tick(1)
+                if self.on_file:
+                    self.on_file(FileOutcome(path, "unchanged", "", state.sha256))
+            unchanged.seconds = time.perf_counter() - started
+            total.add(unchanged)
+        for start in range(0, len(rest), self.settings.batch_size):
+            if self._stopping:
+                return
+            total.add(self.scan_batch(rest[start : start + self.settings.batch_size]))
+
+    def _unchanged_stat(self, path: str, state, known: dict[str, dict[str, tuple]]) -> bool:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False  # scan_batch says what is wrong with it
+        return stat.S_ISREG(st.st_mode) and self._unchanged(st, state, known)
+
+    def _unchanged(self, st: os.stat_result, state, known: dict[str, dict[str, tuple]]) -> bool:
+        """Whether a file with this stat and stored row needs no work: same size and time, and
+        either an error row from the same limits or every detector's verdict current."""
+        return (
+            not self.rescan
+            and state is not None
+            and state.size_bytes == st.st_size
+            and state.mtime_ns == st.st_mtime_ns
+            and (
+                (state.status == "error" and state.checked_with == self._checked_with)
+                or (state.sha256 in known and not self._missing(known[state.sha256]))
+            )
+        )
 
     def _missing(self, known: dict[str, tuple] | None) -> list[Detector]:
         """Detectors with no verdict at their current version and settings, given
@@ -364,16 +421,7 @@ class Pipeline:
             return "folder-link"  # iter_files yields a folder only when it is a link
         if not stat.S_ISREG(st.st_mode):
             return "special-file"
-        if (
-            not self.rescan
-            and state is not None
-            and state.size_bytes == st.st_size
-            and state.mtime_ns == st.st_mtime_ns
-            and (
-                (state.status == "error" and state.checked_with == self._checked_with)
-                or (state.sha256 in known and not self._missing(known[state.sha256]))
-            )
-        ):
+        if self._unchanged(st, state, known):
             return None
         try:
             # Non-blocking, and the opened descriptor checked again: a file swapped for a FIFO
