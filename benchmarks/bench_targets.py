@@ -1,0 +1,184 @@
+"""Issue 15's figures, each a ratio against a baseline measured in the same run.
+
+    python benchmarks/bench_targets.py [--small 48] [--large 4] [--skip-seed]
+
+A realistic mix is generated (never committed): `--small` photo-like JPEGs of CASIA's size
+(384x256) and `--large` of 12 megapixels (4000x3000, sensor-like noise). Then:
+- floor: decode each file and compute its ELA (one JPEG encode and decode at q90), in as many
+  processes as the machine has cores: the least any scan pays. The default `scanner scan`
+  (every detector on by default, SCANNER_WORKERS = cores) in images/s against it;
+- the same scan with 2 worker processes against 1;
+- the seed's loop (Pillow ELA, resize to 128, Keras `model.predict` on one image at a time,
+  the seed's 29.5M-parameter network) against `scanner scan -d ela-cnn`; needs the export
+  extra (TensorFlow), `--skip-seed` leaves it out;
+- peak memory (PSS of the scan's process tree) of a scan of the mix's small photos against
+  one of ten times as many.
+Each scan runs in a fresh process into a fresh database. Absolute times vary between machines
+and runs (these are noisy): compare the ratios, and run it twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from scanner.detectors import discover
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from bench_scan import _tree_rss  # noqa: E402 - the same PSS sampling as bench_scan
+
+
+def photo(rng: np.random.Generator, width: int, height: int) -> bytes:
+    """Smooth structure, edges and sensor-like noise, JPEG q85-94: a camera's photo, roughly."""
+    coarse = rng.integers(0, 255, (max(2, height // 32), max(2, width // 32), 3), dtype=np.uint8)
+    base = Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC)
+    pixels = np.asarray(base, dtype=np.int16) + rng.integers(-4, 5, (height, width, 3))
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(
+        buffer, "JPEG", quality=int(rng.integers(85, 95))
+    )
+    return buffer.getvalue()
+
+
+def make_mix(folder: Path, small: int, large: int, seed: int = 0) -> list[Path]:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for n in range(small + large):
+        size = (384, 256) if n < small else (4000, 3000)
+        path = folder / f"img{n:05d}.jpg"
+        path.write_bytes(photo(rng, *size))
+        paths.append(path)
+    return paths
+
+
+def decode_and_ela(path: Path) -> None:
+    rgb = Image.open(path).convert("RGB")
+    buffer = io.BytesIO()
+    rgb.save(buffer, "JPEG", quality=90)
+    resaved = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    np.abs(np.asarray(rgb, dtype=np.int16) - np.asarray(resaved, dtype=np.int16))
+
+
+def floor(paths: list[Path], processes: int) -> float:
+    with ProcessPoolExecutor(processes) as pool:
+        list(pool.map(decode_and_ela, paths[:2]))  # start the processes first
+        started = time.perf_counter()
+        list(pool.map(decode_and_ela, paths, chunksize=1))
+    return time.perf_counter() - started
+
+
+def scan(folder: Path, workers: int, detectors: list[str]) -> tuple[float, int]:
+    """Seconds and peak PSS of `scanner scan` in a fresh process (its start-up excluded by
+    timing a scan of an empty folder first and subtracting it)."""
+    env = os.environ | {"SCANNER_WORKERS": str(workers)}
+    args = [arg for name in detectors for arg in ("-d", name)]
+
+    def run(target: Path, db: Path) -> tuple[float, int]:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "scanner", "scan", str(target), "--db", str(db), *args],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        peak = [0]
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.05):
+                peak[0] = max(peak[0], _tree_rss(proc.pid))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        proc.wait()
+        done.set()
+        sampler.join()
+        return time.perf_counter() - started, peak[0]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = Path(tmp) / "empty"
+        empty.mkdir()
+        start_up, _ = run(empty, Path(tmp) / "empty.db")
+        seconds, peak = run(folder, Path(tmp) / "scan.db")
+    return max(seconds - start_up, 1e-6), peak
+
+
+def seed_loop(paths: list[Path]) -> float:
+    """The seed notebook's way: one image at a time through Pillow ELA and Keras."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.path.insert(0, str(HERE.parent))  # export/ is the checkout's, not installed
+    from export.models import seed_ela_cnn
+    from scanner.imaging import error_level
+
+    model = seed_ela_cnn()
+    model.predict(np.zeros((1, 128, 128, 3), np.float32), verbose=0)  # build it first
+    started = time.perf_counter()
+    for path in paths:
+        ela, _ = error_level(Image.open(path).convert("RGB"), 90)
+        x = np.asarray(ela.resize((128, 128)), dtype=np.float32)[None] / 255.0
+        model.predict(x, verbose=0)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", type=int, default=48)
+    parser.add_argument("--large", type=int, default=4)
+    parser.add_argument("--skip-seed", action="store_true")
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    default = [p.name for p in discover() if p.loaded and p.detector.enabled_by_default]
+    print(f"{cores} cores, python {platform.python_version()}, default set: {', '.join(default)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        mix = Path(tmp) / "mix"
+        paths = make_mix(mix, args.small, args.large)
+        n = len(paths)
+        floor(paths, cores)  # warm the page cache
+        floor_s = floor(paths, cores)
+        scan_s, _ = scan(mix, cores, default)
+        print(
+            f"default scan / floor ({cores} processes each):  {floor_s / scan_s:5.2f}x "
+            f"({n / scan_s:.1f} vs {n / floor_s:.1f} images/s; target >= 0.5x)"
+        )
+        one_s, _ = scan(mix, 1, default)
+        two_s, _ = scan(mix, 2, default)
+        print(f"2 workers / 1 worker:                    {one_s / two_s:5.2f}x (target >= 1.7x)")
+        if not args.skip_seed:
+            try:
+                seed_s = seed_loop(paths)
+            except ImportError:
+                print("seed loop: skipped (needs the export extra: TensorFlow)")
+            else:
+                ela_s, _ = scan(mix, cores, ["ela-cnn"])
+                print(
+                    f"scan -d ela-cnn / seed's Keras loop:      {seed_s / ela_s:5.2f}x "
+                    f"({n / ela_s:.1f} vs {n / seed_s:.1f} images/s; target >= 20x)"
+                )
+        few = Path(tmp) / "few"
+        many = Path(tmp) / "many"
+        make_mix(few, args.small, 0, seed=1)
+        make_mix(many, args.small * 10, 0, seed=2)
+        _, few_rss = scan(few, cores, default)
+        _, many_rss = scan(many, cores, default)
+        print(
+            f"peak memory, 10x the images / 1x:      {many_rss / few_rss:5.2f}x "
+            f"({many_rss / 2**20:.0f} vs {few_rss / 2**20:.0f} MiB; target < 1.10x)"
+        )
+
+
+if __name__ == "__main__":
+    main()
