@@ -35,6 +35,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 
+import cv2
+
 from scanner.config import Settings
 from scanner.detectors import Detector
 from scanner.work import DECODING, Done, Job, work
@@ -63,8 +65,10 @@ def _serve(conn: Connection, detectors, settings: Settings, detector_settings, t
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the scanning process's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    # Several workers each running one thread per core would fight over the cores.
+    # Several workers each running one thread per core would fight over the cores: each gets
+    # its share, for onnxruntime and for OpenCV's own pool (SIFT, resizing, face search).
     os.environ.setdefault("SCANNER_ONNX_THREADS", str(threads))
+    cv2.setNumThreads(threads)
     while True:
         try:
             job = conn.recv()
