@@ -8,6 +8,7 @@ import glob
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -95,3 +96,44 @@ def test_views_and_read_only_opening_on_postgresql(postgres_url, image_dir):
         rows = conn.execute(text("SELECT path, overall, score, flagged_by FROM image_results"))
         view = {path: tuple(rest) for path, *rest in rows}
     assert view == expected and len(view) >= 8  # the module shares one server
+
+
+def _fresh_database(postgres_url: str, name: str) -> str:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return postgres_url.replace("/postgres?", f"/{name}?")
+
+
+def test_four_processes_creating_the_schema_at_once(postgres_url):
+    """Issue 16: the second of two scans on a fresh database died with UniqueViolation while
+    both created the schema. Four processes, released together, each open it for writing."""
+    for attempt in range(3):  # three fresh databases: a race shows up in some, not all, runs
+        url = _fresh_database(postgres_url, f"fresh{attempt}")
+        go = os.path.join(tempfile.mkdtemp(), "go")
+        code = (
+            "import os, sys, time\n"
+            "while not os.path.exists(sys.argv[2]): time.sleep(0.001)\n"
+            "from scanner.store import Database\n"
+            "Database(sys.argv[1]).close()\n"
+        )
+        # Imports first, then all wait for one file: they reach the schema together.
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", "import scanner.store\n" + code, url, go],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        time.sleep(2)
+        open(go, "w").close()
+        results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+        assert all(code == 0 for code, _ in results), [err[-500:] for _, err in results]
+        db = Database(url, create=False)  # at the current schema: a reader accepts it
+        assert queries.status(db)["images"] == 0

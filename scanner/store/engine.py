@@ -12,7 +12,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -115,6 +115,11 @@ def make_engine(url: str, *, create: bool = True) -> Engine:
         raise DatabaseError(f"not a database URL: {exc}") from None
 
 
+# The advisory lock every scanner process takes on PostgreSQL while it creates or upgrades the
+# schema: any 64-bit number other applications are unlikely to use ("scanner" in ASCII).
+MIGRATION_LOCK = int.from_bytes(b"scanner", "big")
+
+
 def _alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -164,8 +169,14 @@ def _migrate(engine: Engine) -> None:
                 f"knows (newest: {head}); upgrade scanner to use it"
             )
         # One transaction, holding the write lock: a second process that starts at the same
-        # moment waits, then finds the schema already at head and does nothing.
+        # moment waits, then finds the schema already at head and does nothing. SQLite's is
+        # BEGIN IMMEDIATE; PostgreSQL takes no lock for CREATE TABLE until it collides, so the
+        # transaction first takes an advisory lock of its own, released when it ends.
         with engine.connect().execution_options(**WRITE) as connection, connection.begin():
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+                )
             current = MigrationContext.configure(connection).get_current_revision()
             _refuse_foreign(connection, current)
             config.attributes["connection"] = connection
