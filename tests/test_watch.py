@@ -188,6 +188,9 @@ def test_sigterm_exits_zero_and_status_shows_the_watcher(watched, db_url, regist
     )
     report = json.loads(running.stdout)
     assert report["images"] == 1 and report["watchers"][0]["state"] == "running"
+    health = [sys.executable, "-m", "scanner", "status", "--db", db_url, "--healthy"]
+    alive = subprocess.run(health, env=env, capture_output=True, text=True)
+    assert alive.returncode == 0 and "running" in alive.stdout  # the container's HEALTHCHECK
     assert daemon.stop(signal.SIGTERM) == 0
     stopped = subprocess.run(
         [sys.executable, "-m", "scanner", "status", "--db", db_url],
@@ -197,6 +200,8 @@ def test_sigterm_exits_zero_and_status_shows_the_watcher(watched, db_url, regist
         check=True,
     )
     assert "stopped" in stopped.stdout and "scanned=1" in stopped.stdout
+    dead = subprocess.run(health, env=env, capture_output=True, text=True)
+    assert dead.returncode == 1 and "no watch daemon is running" in dead.stderr
 
 
 def test_polling_mode_and_two_daemons_sharing_one_database(watched, tmp_path, db_url):

@@ -370,6 +370,13 @@ def status(
         bool,
         typer.Option("--forget", help="Delete the rows of watch daemons that stopped or are gone."),
     ] = False,
+    healthy: Annotated[
+        bool,
+        typer.Option(
+            "--healthy",
+            help="Exit 1 unless a watch daemon on this machine is running (for health checks).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
     """Which database is used, its totals, and the state of each watch daemon writing to it.
@@ -380,6 +387,17 @@ def status(
     report = queries.status(database)
     for watcher in report["watchers"]:
         watcher["state"] = _watcher_state(watcher)
+    if healthy:
+        here = socket.gethostname()
+        live = [
+            w["id"]
+            for w in report["watchers"]
+            if w["state"] == "running" and w["id"].rpartition(":")[0] == here
+        ]
+        if not live:
+            raise _fail(f"no watch daemon is running on {here}", EXIT_NOT_FOUND)
+        typer.echo(f"healthy: {', '.join(live)} running")
+        return
     if forget:
         ended = [w["id"] for w in report["watchers"] if w["state"] in ("stopped", "gone")]
         if ended:
