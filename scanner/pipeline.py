@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import stat
 import time
 from collections import Counter
@@ -73,6 +74,21 @@ class ScanStats:
 # Paths whose stored rows are looked up at once before anything is read: unchanged files
 # leave there; the rest go on in batches of Settings.batch_size.
 CHECK_CHUNK = 1024
+CLAIM_POLL_SECONDS = 0.5  # between looks at pictures another process is working on
+
+
+def _dead_here(holder: str) -> bool:
+    """Whether a claim's holder (host:pid) is a process of this host that no longer runs."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # it runs, as another user
+    return False
 
 
 @dataclass
@@ -181,6 +197,10 @@ class Pipeline:
         self._late_errors: list[ErrorRecord] = []
         self._stopping = False
         self._tick: Callable[[int], None] | None = None  # scan()'s progress, per path
+        self.holder = f"{socket.gethostname()}:{os.getpid()}"  # in the claims table
+        self._deferred: list[str] = []  # paths whose picture another process holds
+        # A batch holds its claims until it is stored: no batch of sound pictures takes longer.
+        self._claim_timeout = self.settings.image_timeout * self.settings.batch_size + 60
         self._in_process = False  # worker processes failed to start: work here instead
         # Stored with each file that could not be scanned: when any of these changes, the file
         # is read again (a raised size limit, a longer timeout, a scanner that decodes more).
@@ -223,6 +243,12 @@ class Pipeline:
                     chunk = []
             if chunk:
                 self._scan_chunk(chunk, total)
+            # Paths whose pictures other processes were working on: by now stored (they are
+            # duplicates), or their claims are free, dead or stale (taken over here).
+            while self._deferred and not self._stopping:
+                waiting, self._deferred = self._deferred, []
+                time.sleep(CLAIM_POLL_SECONDS)
+                self._scan_chunk(waiting, total)
         finally:
             self._tick = None
         return total
@@ -347,6 +373,21 @@ class Pipeline:
                         header_pixels(data),
                     )
                 )
+
+        # Processes sharing this database work only on pictures they hold a claim on; a path
+        # whose picture another holds waits for the end of the scan (its file row needs the
+        # picture's row, which that process writes).
+        held = self.db.claim(
+            [job.sha256 for job in to_prepare], self.holder, self._claim_timeout, _dead_here
+        )
+        batch.released, batch.holder = sorted(held), self.holder
+        # Stored by another process between this batch's look-up and its claim: done.
+        now_known = self.db.detector_versions(held)
+        held = {sha for sha in held if sha not in now_known or self._missing(now_known[sha])}
+        self._deferred += [job.path for job in to_prepare if job.sha256 not in held]
+        self._deferred += [path for path, _, sha in copies if sha not in held and sha in preparing]
+        copies = [c for c in copies if c[2] in held]
+        to_prepare = [job for job in to_prepare if job.sha256 in held]
 
         failed: dict[str, tuple[str, str]] = {}  # sha -> (kind, message) of bytes that failed
         finished: set[str] = set()

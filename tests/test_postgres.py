@@ -7,6 +7,7 @@ with the reason otherwise. As root, the server runs as the `postgres` user, as i
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -15,10 +16,11 @@ import time
 import pytest
 from conftest import EXPECTED
 from sample_detectors import NeedsBigImages, Redness
+from sqlalchemy import select
 
 from scanner.config import Settings
 from scanner.pipeline import Pipeline, iter_files
-from scanner.store import Database, queries
+from scanner.store import Database, queries, tables
 
 
 def _server_bin(name):
@@ -137,3 +139,69 @@ def test_four_processes_creating_the_schema_at_once(postgres_url):
         assert all(code == 0 for code, _ in results), [err[-500:] for _, err in results]
         db = Database(url, create=False)  # at the current schema: a reader accepts it
         assert queries.status(db)["images"] == 0
+
+
+def _scans(url, folder, registry, log, count):
+    env = os.environ | {"PYTHONPATH": registry.pythonpath, "SCANNER_TEST_SCORED_LOG": str(log)}
+    command = [sys.executable, "-m", "scanner", "scan", str(folder), "--db", url, "-d", "test-red"]
+    return [
+        subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(count)
+    ]
+
+
+def _folder(root, count):
+    from conftest import jpeg_bytes, photo
+
+    root.mkdir()
+    for i in range(count):
+        (root / f"{i:03d}.jpg").write_bytes(jpeg_bytes(photo(i, (96, 64)), 85))
+    return root
+
+
+def test_three_scans_of_one_folder_judge_each_picture_once(postgres_url, registry, tmp_path):
+    """Issue 16: processes sharing one database claim each picture before working on it."""
+    registry.add("test-red", "sample_detectors:Redness")
+    folder = _folder(tmp_path / "shared", 60)
+    url = _fresh_database(postgres_url, "three")
+    log = tmp_path / "scored.txt"
+    procs = _scans(url, folder, registry, log, 3)
+    assert [p.wait(timeout=300) for p in procs] == [0, 0, 0], [p.stderr.read() for p in procs]
+    scored = log.read_text().split()
+    assert len(scored) == 60 and len(set(scored)) == 60, "a picture was judged twice"
+    db = Database(url, create=False)
+    rows = queries.images(db, queries.ResultFilter())
+    assert len(rows) == 60 and {r["overall"] for r in rows} == {"no-sign"}
+    assert queries.status(db)["files"] == 60
+    with db.read() as conn:
+        assert conn.execute(select(tables.claims)).all() == []
+
+
+def test_a_killed_scan_loses_nothing_and_its_claims_are_taken_over(
+    postgres_url, registry, tmp_path
+):
+    registry.add("test-red", "sample_detectors:Redness")
+    folder = _folder(tmp_path / "shared", 240)
+    url = _fresh_database(postgres_url, "killed")
+    log = tmp_path / "scored.txt"
+    victim, survivor = _scans(url, folder, registry, log, 2)
+    deadline = time.monotonic() + 120
+    while not (log.exists() and len(log.read_text().split()) >= 40):
+        assert time.monotonic() < deadline and victim.poll() is None, "no progress to interrupt"
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert survivor.wait(timeout=300) == 0, survivor.stderr.read()
+    (late,) = _scans(url, folder, registry, log, 1)  # picks up whatever is still missing
+    assert late.wait(timeout=300) == 0, late.stderr.read()
+    db = Database(url, create=False)
+    assert queries.status(db)["files"] == 240
+    assert len(queries.images(db, queries.ResultFilter())) == 240
+    scored = log.read_text().split()
+    assert set(scored) == {r["sha256"] for r in queries.images(db, queries.ResultFilter())}
+    # Only what the killed process had in hand, and never stored, was judged again.
+    assert len(scored) - len(set(scored)) <= 16
+    with db.read() as conn:
+        assert conn.execute(select(tables.claims)).all() == []

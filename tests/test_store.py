@@ -18,7 +18,7 @@ from scanner.store.engine import MIGRATIONS, make_engine, schema_revision
 
 def test_new_database_is_migrated_to_head_and_uses_wal(db_url):
     db = Database(db_url)
-    assert schema_revision(db.engine) == "0004"
+    assert schema_revision(db.engine) == "0005"
     with db.read() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() >= 30_000
@@ -42,7 +42,7 @@ def test_database_from_an_older_release_is_upgraded_keeping_its_data(db_url):
         )
     assert schema_revision(engine) == "0001"
     db = Database(db_url)
-    assert schema_revision(db.engine) == "0004"
+    assert schema_revision(db.engine) == "0005"
     assert db.file_states(["/old/a.jpg"])["/old/a.jpg"].status == "error"
     # A U+FFFD really in a name is doubled in the stored form (scanner/paths.py): still found.
     assert db.file_states(["/old/b\ufffd.jpg"])["/old/b\ufffd.jpg"].status == "error"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import Connection, Table, delete, insert, select, tuple_
+from sqlalchemy import Connection, Table, delete, insert, select, tuple_, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from scanner.paths import to_text
@@ -107,9 +107,22 @@ class Batch:
     verdicts: list[VerdictRecord] = field(default_factory=list)
     files: list[FileRecord] = field(default_factory=list)
     errors: list[ErrorRecord] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)  # claims (sha256) this batch gives up
+    holder: str = ""
 
     def __len__(self) -> int:
-        return len(self.files) + len(self.errors) + len(self.verdicts)
+        return len(self.files) + len(self.errors) + len(self.verdicts) + len(self.released)
+
+
+def _conflict_insert(conn: Connection, table: Table):
+    """An INSERT that can say what to do on a key conflict (SQLite, PostgreSQL), or None."""
+    if conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    elif conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        return None
+    return dialect_insert(table)
 
 
 def _upsert(conn: Connection, table: Table, rows: list[dict], keep: Sequence[str] = ()) -> None:
@@ -119,13 +132,8 @@ def _upsert(conn: Connection, table: Table, rows: list[dict], keep: Sequence[str
     keys = [c.name for c in table.primary_key.columns]
     # PostgreSQL refuses one statement that touches a row twice: the last row for a key wins.
     rows = list({tuple(r[k] for k in keys): r for r in rows}.values())
-    dialect = conn.dialect.name
-    if dialect in ("sqlite", "postgresql"):
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        stmt = dialect_insert(table)
+    stmt = _conflict_insert(conn, table)
+    if stmt is not None:
         update = {c: stmt.excluded[c] for c in rows[0] if c not in keys and c not in keep}
         conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update), rows)
         return
@@ -133,6 +141,25 @@ def _upsert(conn: Connection, table: Table, rows: list[dict], keep: Sequence[str
     key_cols = tuple_(*(table.c[k] for k in keys))
     conn.execute(delete(table).where(key_cols.in_([tuple(r[k] for k in keys) for r in rows])))
     conn.execute(insert(table), rows)
+
+
+def _insert_new(conn: Connection, table: Table, rows: list[dict]) -> None:
+    """Insert the rows whose primary key is not there yet; leave the others as they are. Two
+    processes inserting the same key at once: one waits for the other, neither fails."""
+    stmt = _conflict_insert(conn, table)
+    if stmt is not None:
+        conn.execute(stmt.on_conflict_do_nothing(), rows)
+        return
+    keys = [c.name for c in table.primary_key.columns]
+    key_cols = tuple_(*(table.c[k] for k in keys))
+    present = set(
+        conn.execute(
+            select(key_cols).where(key_cols.in_([tuple(r[k] for k in keys) for r in rows]))
+        ).all()
+    )
+    new = [r for r in rows if tuple(r[k] for k in keys) not in present]
+    if new:
+        conn.execute(insert(table), new)
 
 
 def _chunks(items: Sequence, size: int = CHUNK) -> Iterator[Sequence]:
@@ -192,6 +219,39 @@ class Database:
                 yield conn
         except SQLAlchemyError as exc:
             raise DatabaseError(f"writing {self.engine.url!r} failed: {exc}") from exc
+
+    def claim(
+        self,
+        shas: Sequence[str],
+        holder: str,
+        stale_after: float,
+        is_dead: Callable[[str], bool] = lambda holder: False,
+    ) -> set[str]:
+        """Claim the pictures `shas` for `holder` (host:pid); returns those it now holds. A
+        claim held by another is taken over when `is_dead(its holder)` or it is older than
+        `stale_after` seconds; otherwise that picture is being worked on elsewhere."""
+        if not shas:
+            return set()
+        c = tables.claims
+        now = utcnow()
+        stale = now - timedelta(seconds=stale_after)
+        held: set[str] = set()
+        with self.write() as conn:
+            for chunk in _chunks(sorted(set(shas))):
+                rows = [{"sha256": sha, "holder": holder, "claimed_at": now} for sha in chunk]
+                _insert_new(conn, c, rows)  # a claim another holds stays, for now
+                for row in conn.execute(select(c).where(c.c.sha256.in_(chunk))):
+                    if row.holder == holder:
+                        held.add(row.sha256)
+                    elif row.claimed_at <= stale or is_dead(row.holder):
+                        taken = conn.execute(
+                            update(c)
+                            .where(c.c.sha256 == row.sha256, c.c.holder == row.holder)
+                            .values(holder=holder, claimed_at=now)
+                        )
+                        if taken.rowcount == 1:
+                            held.add(row.sha256)
+        return held
 
     def file_states(self, paths: Sequence[str]) -> dict[str, FileState]:
         """What is stored of each path (as the file system gives it) that has a file row."""
@@ -267,3 +327,9 @@ class Database:
             for chunk in _chunks(touched):
                 conn.execute(delete(tables.errors).where(tables.errors.c.path.in_(chunk)))
             _upsert(conn, tables.errors, error_rows)
+            for chunk in _chunks(sorted(set(batch.released))):
+                conn.execute(
+                    delete(tables.claims).where(
+                        tables.claims.c.sha256.in_(chunk), tables.claims.c.holder == batch.holder
+                    )
+                )

@@ -140,3 +140,15 @@ detectors = Table(
     Column("description", Text, nullable=True),
     Column("updated_at", DateTime, nullable=False),
 )
+
+# Pictures a scanning process is working on, so that processes sharing one database (several
+# daemons, several machines) never judge the same picture at once: claimed before the work,
+# deleted with the batch that stores its results. A claim whose holder (host:pid) is a dead
+# process on the claimant's host, or that is older than the claim timeout, is taken over.
+claims = Table(
+    "claims",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("claimed_at", DateTime, nullable=False),
+)
