@@ -77,8 +77,9 @@ CHECK_CHUNK = 1024
 CLAIM_POLL_SECONDS = 0.5  # between looks at pictures another process is working on
 
 
-def _dead_here(holder: str) -> bool:
-    """Whether a claim's holder (host:pid) is a process of this host that no longer runs."""
+def gone_from_this_host(holder: str) -> bool:
+    """Whether `holder` (host:pid: a claim's holder, a watch daemon's id) is a process of this
+    host that no longer runs. A process of another host, or one of another user: False."""
     host, _, pid = holder.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
@@ -378,7 +379,10 @@ class Pipeline:
         # whose picture another holds waits for the end of the scan (its file row needs the
         # picture's row, which that process writes).
         held = self.db.claim(
-            [job.sha256 for job in to_prepare], self.holder, self._claim_timeout, _dead_here
+            [job.sha256 for job in to_prepare],
+            self.holder,
+            self._claim_timeout,
+            gone_from_this_host,
         )
         batch.released, batch.holder = sorted(held), self.holder
         # Stored by another process between this batch's look-up and its claim: done.

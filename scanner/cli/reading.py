@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 from datetime import datetime, timedelta, timezone
@@ -30,6 +29,7 @@ from scanner.cli.common import (
 )
 from scanner.detectors import LABELS, discover
 from scanner.output import Format, display_path, dumps, emit, printable
+from scanner.pipeline import gone_from_this_host
 from scanner.store import queries
 from scanner.store.database import iso, utcnow
 from scanner.verdict import OVERALL_LABELS
@@ -350,14 +350,8 @@ def _watcher_state(watcher: dict) -> str:
     (no heartbeat for two intervals: stopped without saying, or busy, on another host)."""
     if watcher["stopped_at"]:
         return "stopped"
-    host, _, pid = watcher["id"].rpartition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return "gone"
-        except PermissionError:
-            pass  # running, as another user
+    if gone_from_this_host(watcher["id"]):
+        return "gone"
     every = watcher.get("heartbeat_every") or 5.0
     age = (utcnow() - watcher["heartbeat_at"]).total_seconds()
     return "running" if age <= 2 * every + 1 else "not responding"
