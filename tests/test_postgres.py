@@ -205,3 +205,25 @@ def test_a_killed_scan_loses_nothing_and_its_claims_are_taken_over(
     assert len(scored) - len(set(scored)) <= 16
     with db.read() as conn:
         assert conn.execute(select(tables.claims)).all() == []
+
+
+def test_two_watch_daemons_on_one_folder_judge_each_picture_once(postgres_url, registry, tmp_path):
+    from conftest import jpeg_bytes, photo
+    from test_watch import Daemon, wait_for
+
+    registry.add("test-red", "sample_detectors:Redness")
+    url = _fresh_database(postgres_url, "watched")
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    Redness.scored.clear()  # the daemons' workers append to the file this names
+    first = Daemon((incoming,), url, registry, tmp_path / "first.log", "--settle", "0.2")
+    second = Daemon((incoming,), url, registry, tmp_path / "second.log", "--settle", "0.2")
+    for i in range(40):
+        (incoming / f"{i:02d}.jpg").write_bytes(jpeg_bytes(photo(500 + i, (96, 64)), 85))
+    db = Database(url, create=False)
+    wait_for(lambda: queries.status(db)["files"] == 40, "the daemons to store 40 files")
+    assert first.stop() == 0 and second.stop() == 0
+    scored = list(Redness.scored)
+    assert len(scored) == 40 and len(set(scored)) == 40, "a picture was judged twice"
+    with db.read() as conn:
+        assert conn.execute(select(tables.claims)).all() == []
