@@ -212,6 +212,8 @@ def metadata() -> None:
             {"path": str(p), "label": int(p.parent.name == "fake")}
             for p in sorted((data.DATA / "gan_cnndetection").glob("*/*.jpg"))
         ],
+        # Real photos only: what a default scan must not flag (camera JPEGs, Kodak PNGs).
+        "real photos": data.real_photos(),
     }
     print(HEADER)
     fired: dict[str, Counter] = {}
@@ -231,6 +233,12 @@ def metadata() -> None:
                     for f in json.loads(details or "{}").get("findings", []):
                         fired.setdefault(key, Counter())[f["rule"]] += 1
             db.close()
+    reals = [i["path"] for i in sets["real photos"]]
+    flagged = [s for s, _ in scored([(p, 0) for p in reals], detector)]
+    print(
+        f"\nReal photos (camera_photos and Kodak, {len(reals)}) labelled fake: "
+        f"{sum(s >= detector.threshold for s in flagged)}"
+    )
     print("\nRules fired (images), per set and class:")
     for key, counts in fired.items():
         print(f"- {key}: " + ", ".join(f"{rule} {n}" for rule, n in sorted(counts.items())))
