@@ -225,10 +225,16 @@ class Pipeline:
         self._recorded = True
 
     def scan(
-        self, paths: Iterable[str], progress: Callable[[int], None] | None = None
+        self,
+        paths: Iterable[str],
+        progress: Callable[[int], None] | None = None,
+        wait_for_others: bool = True,
     ) -> ScanStats:
         """Scan `paths` (files, not folders: see iter_files) in batches; return the totals.
-        `progress(1)` is called as each path gets its outcome, not once per batch."""
+        `progress(1)` is called as each path gets its outcome, not once per batch. A path
+        whose picture another process is working on is looked at again at the end, until
+        that process stores it; with `wait_for_others` false it is left in `deferred` for the
+        caller (the watch daemon queues it again rather than stop listening)."""
         total = ScanStats()
         self.record_detectors()
         self._seen_this_scan = set()  # decoded in this scan: copies in later batches are duplicates
@@ -246,13 +252,18 @@ class Pipeline:
                 self._scan_chunk(chunk, total)
             # Paths whose pictures other processes were working on: by now stored (they are
             # duplicates), or their claims are free, dead or stale (taken over here).
-            while self._deferred and not self._stopping:
+            while wait_for_others and self._deferred and not self._stopping:
                 waiting, self._deferred = self._deferred, []
                 time.sleep(CLAIM_POLL_SECONDS)
                 self._scan_chunk(waiting, total)
         finally:
             self._tick = None
         return total
+
+    def take_deferred(self) -> list[str]:
+        """The paths left for later by a scan that did not wait for other processes."""
+        deferred, self._deferred = self._deferred, []
+        return deferred
 
     def _scan_chunk(self, paths: list[str], total: ScanStats) -> None:
         """Set aside the unchanged files of a large chunk with one look-up of their rows (a

@@ -209,7 +209,9 @@ class Watcher:
         delay = 1.0
         while True:
             try:
-                stats = self.pipeline.scan(paths)
+                # A picture another process is working on goes back in the queue: waiting for
+                # it here would stop this daemon listening and beating.
+                stats = self.pipeline.scan(paths, wait_for_others=False)
                 break
             except DatabaseError as exc:
                 log.warning("database unavailable (%s); retrying in %.0f s", exc, delay)
@@ -219,6 +221,8 @@ class Watcher:
                     )
                     return
                 delay = min(delay * 2, 60.0)
+        for path in self.pipeline.take_deferred():
+            self.pending.touch(path)
         self.totals.add(stats)
         if stats.scanned or stats.errors or stats.duplicates:
             self.last_scan_at = utcnow()
