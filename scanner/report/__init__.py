@@ -17,6 +17,7 @@ opened from disk, and a script file is the one way such a page can read a data f
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -121,22 +122,17 @@ def _evidence_text(details: dict | None) -> list[str]:
 def _card_pictures(store: _Pictures, sha: str, paths: list[str], info: dict, in_use) -> dict:
     """The thumbnail, ELA and overlays of one image, made when missing."""
     size = (int(info["width"]), int(info["height"]))
-    photo_cache: list = []
+
+    @functools.cache  # decoded only if some picture of this image is missing, and once
+    def base() -> tuple[pictures.Image.Image, bool]:
+        return pictures.base_picture(paths, size)
 
     def photo() -> pictures.Image.Image:
-        if not photo_cache:
-            found = pictures.open_photo(paths)
-            if found is None:  # moved or deleted since the scan: grey, same aspect ratio
-                scale = pictures.THUMB_SIDE / max(size)
-                shape = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
-                photo_cache.append((pictures.blank(shape), False))
-            else:
-                photo_cache.append((pictures.thumbnail(found), True))
-        return photo_cache[0][0]
+        return base()[0]
 
     def photo_bytes() -> bytes | None:
-        picture = photo()
-        return pictures.to_bytes(picture) if photo_cache[0][1] else None
+        picture, found = base()
+        return pictures.to_bytes(picture) if found else None
 
     out: dict = {"thumb": store.get(f"{sha}.photo.jpg", photo_bytes), "overlays": {}}
     if info["ela"]:

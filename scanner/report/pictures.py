@@ -136,9 +136,17 @@ def draw_boxes(picture: Image.Image, groups, image_size: tuple[int, int]) -> Ima
     return picture
 
 
-def blank(size: tuple[int, int]) -> Image.Image:
-    """A grey stand-in at the photo's aspect ratio when the file can no longer be read."""
-    return Image.new("RGB", size, (64, 64, 64))
+def base_picture(
+    paths: Sequence[str], size: tuple[int, int], side: int = THUMB_SIDE
+) -> tuple[Image.Image, bool]:
+    """The photo shrunk to `side`, and True; or, when none of `paths` decodes any more (moved
+    or deleted since the scan), a grey stand-in of its `size`'s aspect ratio, and False."""
+    found = open_photo(paths)
+    if found is not None:
+        return thumbnail(found, side), True
+    scale = side / max(size)
+    shape = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
+    return Image.new("RGB", shape, (64, 64, 64)), False
 
 
 def sheet(panels: list[tuple[Image.Image, str]], lines: list[str], per_row: int = 3) -> Image.Image:

@@ -13,13 +13,8 @@ SIDE = 480  # panels' longest side
 def sheet_of(report: dict, shown: list[dict]) -> Image.Image:
     """`report` as queries.image_report gives it; `shown`: the verdicts to draw and list."""
     size = (int(report["width"]), int(report["height"]))
-    photo = pictures.open_photo(report["paths"])
-    if photo is None:
-        scale = SIDE / max(size)
-        base = pictures.blank((max(1, round(size[0] * scale)), max(1, round(size[1] * scale))))
-        caption = "photo (file not found)"
-    else:
-        base, caption = pictures.thumbnail(photo, SIDE), "photo"
+    base, found = pictures.base_picture(report["paths"], size, SIDE)
+    caption = "photo" if found else "photo (file not found)"
     panels = [(base, caption)]
     if report.get("ela"):
         ela, gain = pictures.ela_picture(report["ela"]["png"], base.size)
