@@ -45,7 +45,7 @@ def _variant(items: list[dict], how: str, folder: Path) -> list[tuple[str, int]]
             rgb = rgb.resize((rgb.width // 2, rgb.height // 2), Image.Resampling.BICUBIC)
         target = folder / how / f"{n:05d}.jpg"
         target.parent.mkdir(parents=True, exist_ok=True)
-        jpeg_roundtrip(rgb, 85).save(target, quality=100)  # the re-save's exact bytes
+        rgb.save(target, "JPEG", quality=85)  # one re-save: the file a user would get
         out.append((str(target), item["label"]))
     return out
 

@@ -2,6 +2,7 @@
 
     python -m export.evaluate_models copy-move  # issue 11's bar (export/evaluate_tampering.py)
     python -m export.evaluate_models splicing   # the same for the splicing network
+    python -m export.evaluate_models dct-splicing  # the same for the DCT-domain network
     python -m export.evaluate_models face-blend  # issue 12's bar (export/evaluate_faces.py)
     python -m export.evaluate_models ela-cnn   # CASIA v1: as-is, re-compressed, pixel F1
     python -m export.evaluate_models ela-patchnet  # the same for the cross-entropy network
@@ -29,7 +30,6 @@ from PIL import Image
 from sqlalchemy import select
 
 from export import data
-from export.training import jpeg_roundtrip
 from scanner.config import Settings
 from scanner.evaluate import Metrics, evaluate, roc_auc
 from scanner.imaging import Sample, decode
@@ -59,7 +59,7 @@ def recompressed(items, quality: int, folder: Path) -> list[tuple[str, int]]:
         rgb, _ = decode(Path(item["path"]).read_bytes())
         target = folder / f"q{quality}" / f"{item['label']}_{Path(item['path']).stem}.jpg"
         target.parent.mkdir(parents=True, exist_ok=True)
-        jpeg_roundtrip(rgb, quality).save(target, quality=100)  # exact bytes of the re-save
+        rgb.save(target, "JPEG", quality=quality)  # one re-save: the file a user would get
         out.append((str(target), item["label"]))
     return out
 
@@ -322,6 +322,7 @@ def main(argv=None) -> None:
         choices=[
             "copy-move",
             "splicing",
+            "dct-splicing",
             "face-blend",
             "ela-cnn",
             "ela-patchnet",
@@ -341,7 +342,8 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--model-dir",
         type=Path,
-        help="ela-cnn, ela-patchnet, srm-cnn, generated: the model.onnx and model.json to evaluate",
+        help="ela-cnn, ela-patchnet, srm-cnn, generated, splicing, dct-splicing: "
+        "the model.onnx and model.json to evaluate",
     )
     parser.add_argument(
         "--logo",
@@ -351,12 +353,16 @@ def main(argv=None) -> None:
         help="generated: folders of models trained with --leave-out, for leave-one-out AUCs",
     )
     args = parser.parse_args(argv)
-    if args.model in ("copy-move", "splicing"):
+    if args.model in ("copy-move", "splicing", "dct-splicing"):
         from export.evaluate_tampering import report
         from scanner_plugins.copy_move import CopyMove
+        from scanner_plugins.dct_splicing import DctSplicing
         from scanner_plugins.splicing import Splicing
 
-        detector = CopyMove() if args.model == "copy-move" else Splicing()
+        kinds = {"copy-move": CopyMove, "splicing": Splicing, "dct-splicing": DctSplicing}
+        detector = kinds[args.model]()
+        if args.model_dir:
+            detector.model_dir = args.model_dir
         detector.load()
         report(detector, copy_moves_only=args.model == "copy-move")
     elif args.model == "face-blend":

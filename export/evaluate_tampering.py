@@ -35,19 +35,24 @@ def _save(rgb: Image.Image, target: Path, quality: int | None) -> str:
     if quality is None:
         rgb.save(target.with_suffix(".png"))
         return str(target.with_suffix(".png"))
-    jpeg_roundtrip(rgb, quality).save(target.with_suffix(".jpg"), quality=100)
+    # The file itself at `quality` (not a decoded copy saved again at q100): detectors that
+    # read the JPEG's coefficients must see the re-save's own tables.
+    rgb.save(target.with_suffix(".jpg"), "JPEG", quality=quality)
     return str(target.with_suffix(".jpg"))
 
 
 def variants(items: list[dict], how: str, folder: Path) -> list[tuple[str, int]]:
     """(path, label) of each item as-is, re-saved at `qNN`, or shrunk to 75% then q85
-    (`resize`), or shrunk to 60% then q80 (`shrink`); both classes alike."""
+    (`resize`), or shrunk to 60% then q80 (`shrink`), or saved at q75 and then at q85
+    (`q75q85`); both classes alike."""
     if how == "as-is":
         return [(i["path"], i["label"]) for i in items]
     out = []
     for n, item in enumerate(items):
         rgb, _ = decode(Path(item["path"]).read_bytes())
-        quality = {"resize": 85, "shrink": 80}.get(how) or int(how[1:])
+        quality = {"resize": 85, "shrink": 80, "q75q85": 85}.get(how) or int(how[1:])
+        if how == "q75q85":
+            rgb = jpeg_roundtrip(rgb, 75)
         if how in ("resize", "shrink"):
             scale = 0.75 if how == "resize" else 0.6
             rgb = rgb.resize(
@@ -111,6 +116,18 @@ def report(detector, copy_moves_only: bool = False) -> None:
             label = "as-is" if how == "as-is" else f"both classes re-saved at JPEG {how}"
             print(row(label, m))
         authentic = [i for i in val if i["label"] == 0]
+        # The shortcut probe: CASIA's tampered files were last saved mostly at q75, its
+        # authentic ones at q80-90. A detector that learnt "an earlier q75 save" rather than
+        # the tampering scores authentic photos saved at q75 and then q85 above the same
+        # photos saved at q85 only.
+        probe = [(p, 1) for p, _ in variants(authentic, "q75q85", folder / "probe")]
+        probe += [(p, 0) for p, _ in variants(authentic, "q85", folder / "probe")]
+        m = evaluate(probe, [detector])[name]
+        print(
+            f"\nShortcut probe: authentic validation photos ({len(authentic)}) saved at q75 then "
+            f"q85, against the same saved at q85 only: ROC AUC {m.roc_auc:.3f} (0.5: no "
+            f"trace of the earlier quality is scored), flagged {m.tpr:.3f} vs {m.fpr:.3f}"
+        )
         print("\n| validation images | as-is | re-saved q85 | shrunk to 75%, q85 |")
         print("|---|---|---|---|")
         for kind in ("Sp_S", "Sp_D"):

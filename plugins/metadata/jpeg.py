@@ -56,25 +56,46 @@ POSITIONS = [(0, 1), (1, 0), (1, 1), (0, 2), (2, 0), (1, 2), (2, 1), (2, 2)]
 MAX_BLOCKS = 40_000  # about 2.5 megapixels of luma: enough for the histograms, bounded cost
 
 
-def luma_coefficients(data: bytes) -> np.ndarray | None:
-    """The quantised luma DCT coefficients, (blocks, 8, 8) integers, recovered from the decoded
-    pixels (re-transforming and dividing by the file's table lands within rounding of the
-    stored integers), or None when the file is not a baseline-decodable JPEG."""
+def luma_plane(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+    """(the decoded luma plane as uint8, the file's 8x8 luma quantisation table), or None when
+    the file is not a JPEG with a luma table. No colour round trip: re-transforming its 8x8
+    blocks and dividing by the table lands within rounding of the integers stored in the
+    file."""
     with Image.open(io.BytesIO(data)) as im:
         if im.format != "JPEG" or 0 not in getattr(im, "quantization", {}):
             return None
+        if im.mode not in ("L", "RGB", "YCbCr"):  # CMYK and the like: no luma plane to read
+            return None
         table = np.asarray(im.quantization[0], dtype=np.float64).reshape(8, 8)
-        im.draft("YCbCr", im.size)  # decode to YCbCr directly: no colour round trip
-        luma = np.asarray(im.convert("YCbCr") if im.mode != "YCbCr" else im)
-        luma = luma[..., 0] if luma.ndim == 3 else luma
+        # Decoded straight to grey, libjpeg hands over the Y plane itself (identical to the Y
+        # of a YCbCr decode, checked) and skips the chroma work: 2.5x faster than YCbCr.
+        im.draft("L", im.size)
+        luma = np.asarray(im if im.mode == "L" else im.convert("L"))
+    return luma, table
+
+
+def block_coefficients(luma: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """The quantised DCT coefficients of every whole 8x8 block of `luma` (uint8, on the file's
+    grid), as (block rows, block columns, 8, 8) integers."""
+    rows, cols = luma.shape[0] // 8, luma.shape[1] // 8
+    blocks = luma[: rows * 8, : cols * 8].reshape(rows, 8, cols, 8).transpose(0, 2, 1, 3) - 128.0
+    return np.rint((DCT @ blocks @ DCT.T) / table).astype(np.int32)
+
+
+def luma_coefficients(data: bytes) -> np.ndarray | None:
+    """The quantised luma DCT coefficients, (blocks, 8, 8) integers, of whole rows of blocks
+    spread evenly over the picture (at most MAX_BLOCKS), or None when the file is not a
+    baseline-decodable JPEG."""
+    plane = luma_plane(data)
+    if plane is None:
+        return None
+    luma, table = plane
     rows, cols = luma.shape[0] // 8, luma.shape[1] // 8
     # Whole rows of blocks, evenly spaced, before any float copy: a 12-megapixel photo then
     # costs a tenth of its size in memory and time here.
     step = max(1, rows * cols // MAX_BLOCKS + 1)
-    strips = luma[: rows * 8, : cols * 8].reshape(rows, 8, cols * 8)[::step]
-    blocks = strips.reshape(-1, 8, cols, 8).transpose(0, 2, 1, 3).reshape(-1, 8, 8) - 128.0
-    coefficients = DCT @ blocks @ DCT.T
-    return np.rint(coefficients / table).astype(np.int32)
+    strips = luma[: rows * 8].reshape(rows, 8, -1)[::step].reshape(-1, luma.shape[1])
+    return block_coefficients(strips, table).reshape(-1, 8, 8)
 
 
 def double_quantisation(coefficients: np.ndarray, max_bin: int = 20) -> float:
