@@ -3,9 +3,9 @@
     python -m export.build_all
 
 Deterministic seeds; about 25 minutes for the ELA-CNN and the face-blend network, 15 for the
-splicing network, 13 for the generated-image network (and 13 for each of its three
-leave-one-out runs, kept in a temporary folder), 10 for the
-copy-move calibration and the two Meso networks each, 3 for the ELA-PatchNet and 1 for the GAN
+splicing network, 17 for the DCT splicing network, 13 for the generated-image network (and 13
+for each of its three leave-one-out runs, kept in a temporary folder), 10 for the copy-move
+calibration and the two Meso networks each, 3 for the ELA-PatchNet and 1 for the GAN
 spectrum model on 2 CPU cores. Results can differ in the
 last digits between machines (TensorFlow's CPU kernels). The metadata detector has no model;
 its numbers are printed too.
@@ -17,6 +17,7 @@ from pathlib import Path
 from export import (
     evaluate_models,
     train_copy_move,
+    train_dct_splicing,
     train_ela_cnn,
     train_face_blend,
     train_generated,
@@ -35,6 +36,7 @@ def main() -> None:
     train_spectrum.main([])
     train_copy_move.main([])
     train_splicing.main([])
+    train_dct_splicing.main([])
     train_face_blend.main([])
     train_generated.main([])
     with tempfile.TemporaryDirectory() as scratch:
@@ -45,6 +47,7 @@ def main() -> None:
     for name in (
         "copy-move",
         "splicing",
+        "dct-splicing",
         "face-blend",
         "ela-cnn",
         "mesonet",

@@ -1,0 +1,271 @@
+"""Train the DCT splicing detector (plugins/dct_splicing), export it to ONNX, check parity and
+choose its threshold on real photos it never saw.
+
+    pip install -e '.[export]'
+    python -m export.train_dct_splicing     # writes plugins/dct_splicing/: model.onnx, .npz, .json
+
+Input: for every 8x8 luma block, its 15 lowest-frequency quantised AC coefficients and the
+file's steps for them (plugins/dct_splicing.block_input); the network one-hot encodes |k| up
+to MAX_VALUE inside the graph, so that the local histograms a double compression shapes are
+one convolution away. Output: per block, P(spliced region). The only loss is per block, against
+each block's share of the mask: a tampered file's untouched background is a negative like
+every block of an authentic photo, so what the file as a whole went through (its quality, the
+number of saves) cannot tell the classes apart; only a region that differs from its
+surroundings can.
+
+Data, every example re-saved at a random quality 60-100 after any editing, both classes alike:
+- CASIA v1's training split (split by source photo): authentic photos, and tampered photos
+  with a mask (turned to landscape, cropped to 384x256: a resize would erase the traces);
+- synthetic splices (export/synthetic.py) between CASIA's authentic training photos, both
+  halves of each pair (the host saved as the tampered copy was).
+The threshold is the lowest that flags at most 2% of each set of real photos from other
+sources (the calibration halves of camera_photos, as they come and shrunk + re-saved, and
+of the Kodak scans at q75/q85/q95; the face sets' real training photos). CPU only, seeded;
+about 20 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers, ops
+from PIL import Image
+
+from export import data, synthetic
+from export.onnx_export import ship
+from export.training import jpeg_roundtrip, threshold_per_set
+from scanner.evaluate import roc_auc
+from scanner_plugins import dct_splicing
+from scanner_plugins.dct_splicing import POSITIONS, block_input, neighbourhood_max, tiles
+from scanner_plugins.metadata.jpeg import block_coefficients, estimate_quality, luma_plane
+
+SEED = 20261206
+SIZE = (384, 256)  # width, height: CASIA v1's landscape size, a multiple of 8
+MAX_VALUE = 10  # |k| above this shares one bin: the histogram's head is where DQ shows
+WIDTH = 64
+DILATIONS = (1, 2, 4, 8, 1)  # receptive field of 33 blocks: a region and its surroundings
+POSITIVE_WEIGHT = 4.0  # spliced blocks are about a tenth of the tampered photos' blocks
+LEARNING_RATE = 1e-3
+OUT = Path(dct_splicing.__file__).parent
+
+
+def build() -> keras.Model:
+    inputs = keras.Input((None, None, 2 * len(POSITIONS)), name="input")
+    values, steps = inputs[..., : len(POSITIONS)], inputs[..., len(POSITIONS) :]
+    magnitude = ops.minimum(ops.abs(values), float(MAX_VALUE))
+    one_hot = [ops.cast(ops.equal(magnitude, float(v)), "float32") for v in range(MAX_VALUE + 1)]
+    # 4 / step: about 1 at q75's low frequencies, finer tables larger.
+    x = ops.concatenate([*one_hot, 4.0 / steps], axis=-1)
+    x = layers.Conv2D(WIDTH, 1, activation="relu")(x)
+    for dilation in DILATIONS:
+        x = layers.Conv2D(WIDTH, 3, padding="same", dilation_rate=dilation, use_bias=False)(x)
+        x = layers.Activation("relu")(layers.BatchNormalization()(x))
+    blocks = layers.Conv2D(1, 1, activation="sigmoid", name="blocks")(x)
+    return keras.Model(inputs, blocks, name="dct_splicing")
+
+
+def jpeg(rgb: Image.Image, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    rgb.save(buffer, "JPEG", quality=int(quality))
+    return buffer.getvalue()
+
+
+def encoded(raw: bytes) -> np.ndarray:
+    """The network's input for a whole (small) JPEG."""
+    luma, table = luma_plane(raw)
+    return block_input(block_coefficients(luma, table), table)
+
+
+def block_targets(mask: np.ndarray | None) -> np.ndarray:
+    """Each block's tampered share (zeros for an untouched photo)."""
+    rows, cols = SIZE[1] // 8, SIZE[0] // 8
+    if mask is None:
+        return np.zeros((rows, cols), np.float32)
+    return mask.reshape(rows, 8, cols, 8).mean(axis=(1, 3)).astype(np.float32)
+
+
+def landscape(rgb: Image.Image, mask: np.ndarray | None):
+    """Turned to landscape and cropped to SIZE from the top left (the JPEG grid stays put), or
+    None when smaller."""
+    if rgb.height > rgb.width:
+        rgb = rgb.transpose(Image.Transpose.ROTATE_90)
+        mask = None if mask is None else np.rot90(mask).copy()
+    if rgb.width < SIZE[0] or rgb.height < SIZE[1]:
+        return None
+    mask = None if mask is None else mask[: SIZE[1], : SIZE[0]]
+    return rgb.crop((0, 0, *SIZE)), mask
+
+
+def casia_example(args):
+    item, quality, earlier = args
+    rgb, mask = data.casia_image(item)
+    turned = landscape(rgb, mask)
+    if turned is None or (item["label"] == 1 and mask is None):
+        return []
+    rgb, mask = turned
+    if earlier:  # an authentic photo given a tampered file's history (see epoch_examples)
+        rgb = Image.open(io.BytesIO(jpeg(rgb, earlier))).convert("RGB")
+    return [(encoded(jpeg(rgb, quality)), block_targets(mask))]
+
+
+def file_quality(item: dict) -> int:
+    with Image.open(item["path"]) as im:
+        return estimate_quality(im.quantization)[0]
+
+
+def synthetic_examples(args):
+    host_item, donor_item, seed = args
+    rng = np.random.default_rng(seed)
+    turned = landscape(data.casia_image(host_item)[0], None)
+    if turned is None:
+        return []
+    host = turned[0]
+    donor = data.casia_image(donor_item)[0].resize(host.size)
+    authentic, tampered, mask = synthetic.splice_pair(host, donor, rng)
+    quality = int(rng.integers(60, 101))
+    return [
+        (encoded(jpeg(authentic, quality)), block_targets(None)),
+        (encoded(jpeg(tampered, quality)), block_targets(mask)),
+    ]
+
+
+def epoch_examples(pool, train: list[dict], epoch: int):
+    """One epoch's examples. CASIA's tampered files were last saved at other qualities than
+    its authentic ones (mostly q75 against q80-90), and that save leaves its own trace under
+    any re-save; so half the authentic photos first get a save at the quality of a random
+    tampered training file: an earlier save then says nothing about the label."""
+    rng = np.random.default_rng(SEED + epoch)
+    tampered_qualities = [q for item, q in QUALITIES.items() if item[1] == 1]
+    jobs = [
+        (
+            item,
+            int(rng.integers(60, 101)),
+            int(rng.choice(tampered_qualities)) if item["label"] == 0 and rng.random() < 0.5 else 0,
+        )
+        for item in train
+    ]
+    hosts = [item for item in train if item["label"] == 0]
+    pairs = [
+        (host, hosts[int(rng.integers(len(hosts)))], int(rng.integers(2**31))) for host in hosts
+    ]
+    examples = sum(pool.map(casia_example, jobs), []) + sum(pool.map(synthetic_examples, pairs), [])
+    order = rng.permutation(len(examples))
+    x = np.stack([examples[i][0] for i in order])
+    y = np.stack([examples[i][1] for i in order])[..., None]
+    return x, y
+
+
+QUALITIES: dict[tuple[str, int], int] = {}  # (path, label) -> estimated quality, train split
+
+
+def image_score(model, raw: bytes) -> float:
+    """The detector's score for a JPEG, as plugins/dct_splicing computes it."""
+    read = tiles(raw)
+    if isinstance(read, str):
+        return float("nan")
+    maps = model.predict(np.stack(read[0]), verbose=0)[..., 0]
+    return max(neighbourhood_max(m) for m in maps)
+
+
+def validation_files(val: list[dict], quality: int | None) -> list[bytes]:
+    out = []
+    for item in val:
+        raw = Path(item["path"]).read_bytes()
+        out.append(raw if quality is None else jpeg(data.casia_image(item)[0], quality))
+    return out
+
+
+def calibration_reals() -> list[tuple[bytes, str]]:
+    """The real photos the threshold is chosen on, as files the detector reads."""
+    out = []
+    for item in data.real_photos():
+        if item["split"] != "calibration":
+            continue
+        raw = Path(item["path"]).read_bytes()
+        rgb = Image.open(io.BytesIO(raw)).convert("RGB")
+        if item["set"] == "camera_photos":
+            out.append((raw, item["set"]))
+            small = rgb.resize((round(rgb.width * 0.6), round(rgb.height * 0.6)), Image.BICUBIC)
+            out.append((jpeg(small, 80), item["set"]))
+        else:
+            out += [(jpeg(rgb, q), item["set"]) for q in (75, 85, 95)]
+    for item in data.faces():
+        if item["label"] == 0 and item["split"] == "train":
+            out.append((Path(item["path"]).read_bytes(), item["set"]))
+    return out
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    keras.utils.set_random_seed(SEED)
+
+    items = data.casia()
+    train = [i for i in items if i["split"] == "train"]
+    val = [i for i in items if i["split"] == "validation"]
+    labels = [i["label"] for i in val]
+    QUALITIES.update({(i["path"], i["label"]): file_quality(i) for i in train})
+    authentic = [i for i in val if i["label"] == 0]
+    checks = {"as-is": validation_files(val, None), "q85": validation_files(val, 85)}
+    probe = [jpeg(jpeg_roundtrip(data.casia_image(i)[0], 75), 85) for i in authentic]
+    probe += validation_files(authentic, 85)
+    probe_labels = [1] * len(authentic) + [0] * len(authentic)
+    model = build()
+    with Pool(2) as pool:
+        x, y = epoch_examples(pool, train, 0)
+        steps = args.epochs * (len(x) // 16 + 1)
+        model.compile(
+            optimizer=keras.optimizers.Adam(
+                keras.optimizers.schedules.CosineDecay(LEARNING_RATE, steps)
+            ),
+            loss="binary_crossentropy",
+        )
+        for epoch in range(args.epochs):
+            start = time.time()
+            if epoch:
+                x, y = epoch_examples(pool, train, epoch)
+            weights = np.where(y[..., 0] > 0.5, POSITIVE_WEIGHT, 1.0)
+            history = model.fit(x, y, sample_weight=weights, batch_size=16, epochs=1, verbose=0)
+            line = f"epoch {epoch + 1}: loss {history.history['loss'][-1]:.4f}"
+            if epoch % 4 == 3 or epoch == args.epochs - 1:
+                for name, files in checks.items():
+                    scores = [image_score(model, raw) for raw in files]
+                    line += f", validation AUC {name} {roc_auc(scores, labels):.3f}"
+                scores = [image_score(model, raw) for raw in probe]
+                line += f", shortcut probe AUC {roc_auc(scores, probe_labels):.3f}"
+            print(f"{line}, {time.time() - start:.0f} s", flush=True)
+
+    reals = calibration_reals()
+    scores = np.array([image_score(model, raw) for raw, _ in reals])
+    sets = [name for _, name in reals]
+    usable = ~np.isnan(scores)
+    threshold, flagged = threshold_per_set(scores[usable], np.asarray(sets)[usable])
+    print(f"threshold {threshold:.4f}; calibration reals flagged: {flagged}", flush=True)
+    inputs = [encoded(raw) for raw in checks["q85"][:12]]
+    probe = np.stack([x for x in inputs if x.shape[:2] == (SIZE[1] // 8, SIZE[0] // 8)][:4])
+    worst = ship(
+        model,
+        args.out,
+        probe,
+        threshold,
+        [s for s, u in zip(sets, usable, strict=True) if u],
+        flagged,
+        0.02,
+        epochs=args.epochs,
+        seed=SEED,
+    )
+    print(f"wrote {args.out}; Keras/ONNX max difference {worst:.1e}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    main()

@@ -1,0 +1,111 @@
+"""The DCT splicing detector (issue 11): it reads a JPEG's own coefficients, so what it may
+and may not read is tested on files made here; its skill on CASIA's re-saved validation photos
+is tested on the shared data."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from export import data
+from scanner.evaluate import evaluate
+from scanner.imaging import Sample, decode
+from scanner_plugins.dct_splicing import MAX_TILES, TILE, DctSplicing, tile_origins
+
+needs_data = pytest.mark.skipif(not data.DATA.is_dir(), reason=f"needs {data.DATA}")
+# 0.76 on this sample of 40 + 40, 0.72 on the whole validation split (MODEL_CARD.md): weak,
+# but a broken model or input (0.5) fails.
+AUC_FLOOR = 0.68
+
+
+@pytest.fixture(scope="module")
+def detector():
+    loaded = DctSplicing()
+    loaded.load()
+    return loaded
+
+
+def textured(size: tuple[int, int], seed: int = 0) -> Image.Image:
+    """A photo-like picture: smooth shapes plus sensor-like noise."""
+    rng = np.random.default_rng(seed)
+    h, w = size[1], size[0]
+    y, x = np.mgrid[0:h, 0:w]
+    base = 120 + 60 * np.sin(x / 37.0)[..., None] * np.cos(y / 23.0)[..., None]
+    pixels = base + np.array([10, -5, 20]) + rng.normal(0, 6, (h, w, 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def save(image: Image.Image, fmt: str = "JPEG", **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def judge(detector, raw: bytes):
+    rgb, fmt = decode(raw)
+    return detector.predict([Sample("photo", "", raw, rgb, fmt)])[0], rgb
+
+
+def test_a_png_has_no_coefficients_to_read(detector):
+    result, _ = judge(detector, save(textured((200, 150)), "PNG"))
+    assert result.label == "not-applicable"
+    assert "JPEG" in result.reason
+
+
+def test_a_tiny_jpeg_is_not_applicable(detector):
+    result, _ = judge(detector, save(textured((40, 200)), quality=90))
+    assert result.label == "not-applicable"
+    assert "64 pixels" in result.reason
+
+
+def test_a_grey_jpeg_is_read(detector):
+    result, rgb = judge(detector, save(textured((256, 192)).convert("L"), quality=85))
+    assert result.label in ("real", "fake")
+    assert result.heatmap.shape == (rgb.height, rgb.width)
+
+
+def test_the_heatmap_is_turned_as_the_picture_is(detector):
+    """A camera JPEG stored landscape with EXIF orientation 6 (shown portrait): the map is
+    made on the stored blocks and must be turned with the picture."""
+    stored = textured((320, 200))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    raw = save(stored, quality=90, exif=exif.tobytes())
+    result, rgb = judge(detector, raw)
+    assert rgb.size == (200, 320)
+    assert result.heatmap.shape == (320, 200)
+
+
+def test_a_large_jpeg_is_read_in_a_bounded_number_of_tiles(detector):
+    raw = save(textured((3000, 2000)), quality=90)
+    result, rgb = judge(detector, raw)
+    assert result.details["tiles"] == MAX_TILES
+    assert 0 < result.details["share_read"] < 1
+    assert result.heatmap.shape == (rgb.height, rgb.width)
+    assert 0 <= result.score <= 1
+
+
+def test_tiles_cover_the_corners_and_stay_inside():
+    rows, cols = 375, 500
+    origins = tile_origins(rows, cols)
+    assert len(origins) <= MAX_TILES
+    assert (0, 0) in origins and (rows - TILE, cols - TILE) in origins
+    assert all(0 <= y <= rows - TILE and 0 <= x <= cols - TILE for y, x in origins)
+    assert tile_origins(32, 48) == [(0, 0)]
+
+
+@needs_data
+def test_dct_splicing_separates_resaved_casia_validation_images(tmp_path, detector):
+    val = [i for i in data.casia() if i["split"] == "validation"]
+    items = []
+    for label in (1, 0):
+        for item in [i for i in val if i["label"] == label][:40]:
+            target = tmp_path / Path(item["path"]).name
+            target.write_bytes(save(decode(Path(item["path"]).read_bytes())[0], quality=85))
+            items.append((str(target), label))
+    metrics = evaluate(items, [detector])["dct-splicing"]
+    assert metrics.roc_auc >= AUC_FLOOR, metrics
