@@ -81,11 +81,13 @@ def floor(paths: list[Path], processes: int) -> float:
     return time.perf_counter() - started
 
 
-def scan(folder: Path, workers: int, detectors: list[str]) -> tuple[float, int]:
-    """Seconds and peak PSS of `scanner scan` in a fresh process (its start-up excluded by
-    timing a scan of an empty folder first and subtracting it)."""
+def scan(
+    folder: Path, workers: int, detectors: list[str], extra: tuple[str, ...] = ()
+) -> tuple[float, int]:
+    """Seconds and peak PSS of `scanner scan` (with `extra` options) in a fresh process (its
+    start-up excluded by timing a scan of an empty folder first and subtracting it)."""
     env = os.environ | {"SCANNER_WORKERS": str(workers)}
-    args = [arg for name in detectors for arg in ("-d", name)]
+    args = [arg for name in detectors for arg in ("-d", name)] + list(extra)
 
     def run(target: Path, db: Path) -> tuple[float, int]:
         started = time.perf_counter()

@@ -207,14 +207,27 @@ def _load_detectors(only: list[str] | None, say=_say):
     return detectors
 
 
-def _pipeline(db, only, given: dict, on_file=None, say=_say, rescan: bool = False):
+def _pipeline(db, only, given: dict, on_file=None, say=_say, rescan: bool = False, ray=None):
     """The database, the loaded detectors and a Pipeline over them, from the shared options
-    (`given`: Settings fields; None means not given)."""
+    (`given`: Settings fields; None means not given). `ray`: {"address", "cpus"} to work on
+    the pictures with Ray Data (scanner/ray_engine.py) instead of the scanner's own workers."""
     try:
         settings = Settings(**{k: v for k, v in given.items() if v is not None})
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     database = _open(db, create=True)
     detectors = _load_detectors(only, say)
-    pipeline = Pipeline(database, detectors, settings, on_file, rescan=rescan, say=say)
+    if ray is None:
+        pipeline = Pipeline(database, detectors, settings, on_file, rescan=rescan, say=say)
+        return database, detectors, pipeline
+    from scanner.ray_engine import RayPipeline, RayUnavailable
+
+    try:
+        pipeline = RayPipeline(
+            database, detectors, settings, on_file, rescan=rescan, say=say, **ray
+        )
+    except RayUnavailable as exc:
+        raise _fail(str(exc), EXIT_USAGE) from None
+    except (ConnectionError, RuntimeError, ValueError) as exc:  # Ray's own, e.g. no cluster
+        raise _fail(f"Ray could not start: {exc}", EXIT_USAGE) from None
     return database, detectors, pipeline

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -63,6 +64,11 @@ def _say_outcome(item: FileOutcome) -> None:
         typer.echo(f"{word}: {printable(item.path)}{detail}", err=True)
 
 
+class Engine(str, Enum):
+    plain = "plain"
+    ray = "ray"
+
+
 class FilesPerSecond(ProgressColumn):
     """Files per second over the scan so far (rich's own speed is a short moving window)."""
 
@@ -118,6 +124,21 @@ def scan(
         ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="Who works on the pictures: the scanner's own worker processes (plain), or "
+            "Ray Data (ray; pip install 'scanner[ray]'), locally or on a cluster.",
+        ),
+    ] = Engine.plain,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="--engine ray: the cluster to join (default: start a local one)."),
+    ] = None,
+    ray_cpus: Annotated[
+        int | None,
+        typer.Option(min=1, help="--engine ray: CPUs to use (default: all the cluster has)."),
+    ] = None,
 ) -> None:
     """Scan files and folders once; store verdicts, ELA images and errors.
 
@@ -126,6 +147,8 @@ def scan(
     made runs again on it.
 
     Example: scanner scan ~/Pictures /mnt/photos --db results.db
+
+    Example: scanner scan /mnt/archive --engine ray --ray-address ray://head:10001 --db $PG_URL
     """
     given = {
         "ela_quality": ela_quality,
@@ -135,8 +158,15 @@ def scan(
         "store_ela": store_ela,
         "ela_grey": ela_grey,
     }
+    ray = None
+    if engine is Engine.ray:
+        ray = {"address": ray_address, "cpus": ray_cpus}
+        if batch_size is None:  # each batch is one Ray dataset, with its own actor pool
+            from scanner.ray_engine import RAY_BATCH
+
+            given["batch_size"] = RAY_BATCH
     database, detectors, pipeline = _pipeline(
-        db, detector, given, on_file=_say_outcome if verbose else None, rescan=rescan
+        db, detector, given, on_file=_say_outcome if verbose else None, rescan=rescan, ray=ray
     )
     files = list(iter_files(paths, follow_links=follow_links))
     show_progress = sys.stderr.isatty() if progress is None else progress

@@ -1,0 +1,155 @@
+"""`scanner scan --engine ray`: the same Pipeline, with each batch's pictures worked on by Ray
+Data instead of the scanner's own worker processes.
+
+What stays in the scanning process (Ray's driver) is Pipeline's own code, unchanged: listing,
+the unchanged-file check, reading and hashing each file, claims, duplicates, storing in
+batches. What Ray runs is scanner.work.work (decode once, ELA, views, every detector) on each
+picture, in a pool of `Judge` actors that each load the detectors once: one onnxruntime
+session per model per actor, its threads set to the actor's CPUs. A picture that cannot be
+decoded, or a detector that fails on it, is an error row exactly as in the plain engine (work()
+decides); anything else that escapes work() is caught in the actor and becomes that picture's
+error, so one bad picture never fails the job.
+
+Needs the `ray` extra: pip install 'scanner[ray]'.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from scanner.config import Settings
+from scanner.detectors import Detector, discover
+from scanner.pipeline import Pipeline
+from scanner.store.database import ErrorRecord
+from scanner.work import Done, Job, work
+
+# Pictures per Ray dataset: each dataset starts its own actor pool, whose detectors load
+# once per dataset, so a batch is larger than the plain engine's.
+RAY_BATCH = 256
+
+
+class RayUnavailable(RuntimeError):
+    pass
+
+
+class Judge:
+    """A Ray Data actor: the detectors, loaded once by name (as installed on its node, the
+    way the scanning process loads them), run on one picture at a time."""
+
+    def __init__(self, payload: bytes, threads: int):
+        import cv2
+
+        # One actor per CPU: its own share of them, for onnxruntime and OpenCV's pool.
+        os.environ["SCANNER_ONNX_THREADS"] = str(threads)
+        cv2.setNumThreads(threads)
+        names, self.settings, self.detector_settings = pickle.loads(payload)
+        plugins = {p.name: p for p in discover(names)}
+        self.detectors = [plugins[n].detector for n in names if n in plugins and plugins[n].loaded]
+        self.unloaded = {
+            n: plugins[n].error if n in plugins else "not installed on this Ray node"
+            for n in names
+            if n not in plugins or not plugins[n].loaded
+        }
+
+    def judge(self, job: Job) -> Done:
+        try:
+            done = work(job, self.detectors, self.settings, self.detector_settings)
+        except BaseException as exc:  # noqa: BLE001 - this picture's failure, not the job's
+            return Done(failure=("crashed", f"{type(exc).__name__}: {exc}"))
+        if not done.failure:
+            done.errors += [
+                ErrorRecord(job.path, "detector-error", f"not loaded: {why}", name, job.sha256)
+                for name, why in self.unloaded.items()
+                if name in job.detectors
+            ]
+        return done
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        done = [pickle.dumps(self.judge(pickle.loads(raw))) for raw in batch["job"]]
+        return {"index": batch["index"], "done": np.array(done, dtype=object)}
+
+
+def start(address: str | None, cpus: int | None) -> int:
+    """Connect to the Ray cluster at `address` (None: start a local one with `cpus` CPUs, all
+    of this machine's when None); the number of CPUs the scan may use."""
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise RayUnavailable("--engine ray needs Ray Data: pip install 'scanner[ray]'") from None
+    # Ray's C++ core logs warnings meant for Ray's developers straight to stderr (for
+    # example that an actor's constructor arguments sit in the object store, which Ray Data
+    # does itself): the scan's stderr is for the user.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    if not ray.is_initialized():
+        ray.init(
+            address=address,
+            num_cpus=cpus if address is None else None,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+        )
+    # Ray Data reports each dataset it runs on stderr; the scan has its own progress and
+    # summary.
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    context = ray.data.DataContext.get_current()
+    if hasattr(context, "print_on_execution_start"):
+        context.print_on_execution_start = False
+    available = int(ray.cluster_resources().get("CPU", 1))
+    return max(1, min(cpus, available) if cpus else available)
+
+
+class RayPipeline(Pipeline):
+    """A Pipeline whose pictures are worked on by a Ray Data actor pool."""
+
+    def __init__(
+        self,
+        db,
+        detectors: Sequence[Detector],
+        settings: Settings,
+        *args,
+        address: str | None = None,
+        cpus: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(db, detectors, settings, *args, **kwargs)
+        self.actors = start(address, cpus)
+
+    def _work(self, jobs: list[Job]) -> Iterator[tuple[Job, Done]]:
+        import ray.data
+
+        if not jobs:
+            return
+        # Names, not the loaded detectors: the actors' constructor arguments stay small (a
+        # model's bytes would go through the object store to every actor).
+        running = [d.name for d in self.detectors if d.name not in self.disabled]
+        payload = pickle.dumps((running, self.settings, self._settings))
+        rows = [{"index": i, "job": pickle.dumps(job)} for i, job in enumerate(jobs)]
+        dataset = ray.data.from_items(rows, override_num_blocks=min(len(rows), 4 * self.actors))
+        results = dataset.map_batches(
+            Judge,
+            fn_constructor_args=(payload, 1),
+            batch_size=1,
+            concurrency=min(self.actors, len(jobs)),
+            num_cpus=1,
+            batch_format="numpy",
+        )
+        returned: set[int] = set()
+        try:
+            for row in results.iter_rows():
+                if self.stopping:
+                    return
+                index = int(row["index"])
+                returned.add(index)
+                yield jobs[index], pickle.loads(row["done"])
+        except Exception as exc:  # noqa: BLE001 - Ray's own failure (a lost actor or node)
+            message = f"Ray: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            for index, job in enumerate(jobs):
+                if index not in returned:
+                    yield job, Done(failure=("crashed", message))

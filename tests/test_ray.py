@@ -1,0 +1,91 @@
+"""`scanner scan --engine ray` (issue 16) on a local Ray instance: its stored results equal the
+plain engine's on the same folder, every kind of bad input included."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import EXPECTED
+from sqlalchemy import select
+
+from scanner.store import Database, tables
+
+pytest.importorskip("ray.data", reason="needs the ray extra")
+
+
+def _scan(
+    folder, url, registry, *extra, names=("metadata", "copy-move", "test-red", "test-explodes")
+):
+    env = os.environ | {"PYTHONPATH": registry.pythonpath}
+    command = [sys.executable, "-m", "scanner", "scan", str(folder), "--db", url, "--json"]
+    for name in names:
+        command += ["-d", name]
+    done = subprocess.run([*command, *extra], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def _stored(url: str, root) -> dict:
+    """Everything a scan stored, in a form two databases can be compared by: files with their
+    picture, verdicts by picture and detector (score rounded: onnxruntime may use other
+    threads), error rows by path, kind and detector."""
+    db = Database(url, create=False)
+    with db.read() as conn:
+        files = {
+            os.path.relpath(r.path, root): r.sha256 for r in conn.execute(select(tables.files))
+        }
+        verdicts = {
+            (r.sha256, r.detector): (r.label, None if r.score is None else round(r.score, 4))
+            for r in conn.execute(select(tables.verdicts))
+        }
+        errors = sorted(
+            (os.path.relpath(r.path, root), r.kind, r.detector or "")
+            for r in conn.execute(select(tables.errors))
+        )
+    return {"files": files, "verdicts": verdicts, "errors": errors}
+
+
+def test_the_ray_engine_stores_what_the_plain_engine_stores(image_dir, registry, tmp_path):
+    registry.add("test-red", "sample_detectors:Redness")
+    registry.add("test-explodes", "sample_detectors:Explodes")
+    plain, ray = f"sqlite:///{tmp_path / 'plain.db'}", f"sqlite:///{tmp_path / 'ray.db'}"
+    _scan(image_dir, plain, registry)
+    done = _scan(image_dir, ray, registry, "--engine", "ray", "--ray-cpus", "2")
+    assert "Traceback" not in done.stderr and "core_worker" not in done.stderr, done.stderr
+
+    expected, got = _stored(plain, image_dir), _stored(ray, image_dir)
+    assert set(got["files"]) == set(EXPECTED)
+    assert got == expected
+    # Every picture got a verdict from each detector that did not fail, and the exploding
+    # detector an error row per picture, never ending the job.
+    pictures = {sha for sha, _ in got["verdicts"]}  # a truncated JPEG is judged as far as it goes
+    assert len(pictures) >= 7
+    for name in ("metadata", "copy-move", "test-red"):
+        assert {sha for sha, d in got["verdicts"] if d == name} == pictures
+    exploded = [e for e in got["errors"] if e[2] == "test-explodes"]
+    assert len(exploded) == len(pictures)
+
+
+def test_a_rescan_with_the_ray_engine_reads_nothing_unchanged(image_dir, registry, tmp_path):
+    url = f"sqlite:///{tmp_path / 'ray.db'}"
+    names = ("metadata", "copy-move")  # an exploding detector would ask for its verdict again
+    _scan(image_dir, url, registry, "--engine", "ray", "--ray-cpus", "1", names=names)
+    again = _scan(image_dir, url, registry, "--engine", "ray", "--ray-cpus", "1", names=names)
+    assert '"scanned": 0' in again.stdout, again.stdout
+
+
+def test_without_ray_installed_the_engine_says_how_to_get_it(image_dir, tmp_path):
+    env = os.environ | {"PYTHONPATH": str(tmp_path)}
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "__init__.py").write_text("raise ImportError('no ray here')\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "scanner", "scan", str(image_dir), "--engine", "ray", "--db",
+         f"sqlite:///{tmp_path / 'x.db'}"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "pip install 'scanner[ray]'" in done.stderr
+    assert "Traceback" not in done.stderr
