@@ -211,3 +211,30 @@ def test_splicing_heatmap_is_at_image_resolution(splicing):
     result = judge(splicing, raw)
     assert result.heatmap.shape == (rgb.height, rgb.width)
     assert result.heatmap.min() >= 0 and result.heatmap.max() <= 1
+
+
+def test_g2nn_matching_finds_what_a_full_sort_of_every_row_finds():
+    """matched_pairs sorts only the rows whose nearest neighbour passes the ratio test; the
+    pairs must be those of the textbook procedure (every row's neighbours fully sorted)."""
+    from scanner_plugins.copy_move.matching import G2NN_RATIO, NEIGHBOURS, matched_pairs
+
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(400, 128)).astype(np.float32)
+    copies = base[:60] + rng.normal(scale=0.05, size=(60, 128)).astype(np.float32)
+    descriptors = np.concatenate([base, copies, copies[:20] + 0.01])
+    descriptors /= np.linalg.norm(descriptors, axis=1, keepdims=True)
+    positions = rng.uniform(0, 500, (len(descriptors), 2)).astype(np.float32)
+
+    similarity = descriptors @ descriptors.T
+    np.fill_diagonal(similarity, -1.0)
+    order = np.argsort(-similarity, axis=1)[:, :NEIGHBOURS]
+    distance = np.sqrt(np.maximum(2 - 2 * np.take_along_axis(similarity, order, axis=1), 0))
+    passes = distance[:, :-1] < G2NN_RATIO * np.maximum(distance[:, 1:], 1e-6)
+    rows, cols = np.nonzero(np.cumprod(passes, axis=1).astype(bool))
+    i, j = rows, order[rows, cols]
+    apart = np.hypot(*(positions[i] - positions[j]).T) >= 20.0
+    expected = np.unique(np.sort(np.stack([i[apart], j[apart]], axis=1), axis=1), axis=0)
+
+    got = matched_pairs(positions, descriptors, 20.0)
+    assert len(expected) >= 60
+    np.testing.assert_array_equal(got, expected)

@@ -105,6 +105,20 @@ def matched_pairs(positions: np.ndarray, descriptors: np.ndarray, min_offset: fl
     # product is several times faster than OpenCV's brute-force knnMatch here.
     similarity = descriptors @ descriptors.T
     np.fill_diagonal(similarity, -1.0)
+    # g2NN accepts nothing from a row whose nearest neighbour fails the ratio against the
+    # second: most rows. Two row maxima find those cheaply; only the rest are partially sorted
+    # (argpartition over every row was half of copy-move's time). Same pairs as before.
+    rows = np.arange(n)
+    best_at = similarity.argmax(axis=1)
+    best = similarity[rows, best_at]
+    similarity[rows, best_at] = -np.inf
+    second = similarity.max(axis=1)
+    similarity[rows, best_at] = best
+    d1, d2 = (np.sqrt(np.maximum(2.0 - 2.0 * v, 0)) for v in (best, second))
+    candidates = np.flatnonzero(d1 < G2NN_RATIO * np.maximum(d2, 1e-6))
+    if len(candidates) == 0:
+        return np.zeros((0, 2), np.int64)
+    similarity = similarity[candidates]
     # Keypoints at (almost) the same spot (one point, two orientations) are not a copy.
     k = min(NEIGHBOURS, n - 1)
     nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
@@ -116,7 +130,7 @@ def matched_pairs(positions: np.ndarray, descriptors: np.ndarray, min_offset: fl
     passes = distance[:, :-1] < G2NN_RATIO * np.maximum(distance[:, 1:], 1e-6)
     accepted = np.cumprod(passes, axis=1).astype(bool)
     rows, cols = np.nonzero(accepted)
-    i, j = rows, nearest[rows, cols]
+    i, j = candidates[rows], nearest[rows, cols]
     apart = np.hypot(*(positions[i] - positions[j]).T) >= min_offset
     pairs = np.sort(np.stack([i[apart], j[apart]], axis=1), axis=1)
     return np.unique(pairs, axis=0).astype(np.int64).reshape(-1, 2)
