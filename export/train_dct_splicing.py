@@ -111,7 +111,7 @@ def casia_example(args):
         return []
     rgb, mask = turned
     if earlier:  # an authentic photo given a tampered file's history (see epoch_examples)
-        rgb = Image.open(io.BytesIO(jpeg(rgb, earlier))).convert("RGB")
+        rgb = jpeg_roundtrip(rgb, earlier)
     return [(encoded(jpeg(rgb, quality)), block_targets(mask))]
 
 

@@ -73,6 +73,8 @@ def tile_origins(rows: int, cols: int) -> list[tuple[int, int]]:
 def tiles(data: bytes) -> tuple[list[np.ndarray], list[tuple[int, int]], tuple] | str:
     """(network inputs, their top-left blocks, the luma plane's shape), or why the file cannot
     be read this way."""
+    # The file's Y plane, decoded again (grey only, about half a full decode): the RGB the
+    # scan already decoded cannot give the stored coefficients back exactly.
     plane = luma_plane(data)
     if plane is None:
         return "not a JPEG with a luma plane (the detector reads JPEG DCT coefficients)"
