@@ -42,6 +42,7 @@ from export import data, synthetic
 from export.onnx_export import ship
 from export.training import jpeg_roundtrip, threshold_per_set
 from scanner.evaluate import roc_auc
+from scanner.imaging import decode
 from scanner_plugins import dct_splicing
 from scanner_plugins.dct_splicing import POSITIONS, block_input, neighbourhood_max, tiles
 from scanner_plugins.metadata.jpeg import block_coefficients, estimate_quality, luma_plane
@@ -189,7 +190,7 @@ def calibration_reals() -> list[tuple[bytes, str]]:
         if item["split"] != "calibration":
             continue
         raw = Path(item["path"]).read_bytes()
-        rgb = Image.open(io.BytesIO(raw)).convert("RGB")
+        rgb = decode(raw)[0]
         if item["set"] == "camera_photos":
             out.append((raw, item["set"]))
             small = rgb.resize((round(rgb.width * 0.6), round(rgb.height * 0.6)), Image.BICUBIC)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from scanner.detectors import Result
 from scanner.onnx import OnnxDetector
@@ -83,8 +83,7 @@ def tiles(data: bytes) -> tuple[list[np.ndarray], list[tuple[int, int]], tuple] 
     if min(rows, cols) < MIN_BLOCKS:
         return f"smaller than {MIN_BLOCKS * 8} pixels"
     origins = tile_origins(rows, cols)
-    height, width = (rows, cols) if origins == [(0, 0)] else (TILE, TILE)
-    height, width = min(height, rows), min(width, cols)
+    height, width = (rows, cols) if rows * cols <= WHOLE else (min(rows, TILE), min(cols, TILE))
     inputs = []
     for y, x in origins:
         region = luma[y * 8 : (y + height) * 8, x * 8 : (x + width) * 8]
@@ -99,29 +98,18 @@ def neighbourhood_max(block_map: np.ndarray) -> float:
     return float(cv2.blur(block_map.astype(np.float32), size).max())
 
 
-# EXIF orientation -> the transpose that shows the stored picture upright (as Pillow's
-# ImageOps.exif_transpose, which the scanner's decoding applies to the picture itself).
-UPRIGHT = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
-
-
 def upright(heatmap: np.ndarray, data: bytes, size: tuple[int, int]) -> np.ndarray:
     """The block map, made in the file's stored orientation, turned as the decoded picture was
-    and brought to its `size` (width, height)."""
+    (by the same ImageOps.exif_transpose, reading the file's own EXIF and XMP) and brought to
+    its `size` (width, height)."""
     with Image.open(io.BytesIO(data)) as im:
-        method = UPRIGHT.get(im.getexif().get(0x0112, 1))
-    if method is None and heatmap.shape == (size[1], size[0]):
-        return heatmap
+        marks = {key: im.info[key] for key in ("exif", "xmp") if key in im.info}
+        turned = im.getexif().get(0x0112, 1) != 1 or "xmp" in marks
+    if not turned and heatmap.shape == (size[1], size[0]):
+        return heatmap  # most files: no full-size copy (tens of ms on 12 MP)
     picture = Image.fromarray(heatmap, mode="F")
-    if method is not None:
-        picture = picture.transpose(method)
+    picture.info.update(marks)
+    picture = ImageOps.exif_transpose(picture)
     if picture.size != size:
         picture = picture.resize(size, Image.Resampling.NEAREST)
     return np.asarray(picture, dtype=np.float32)
