@@ -10,6 +10,8 @@
    inner face blended in, colour-matched: export/self_blend.face_swap); the share of pairs
    whose edited face scores higher, for this detector and for Meso-4 / MesoInception-4.
 3. Cost per image: finding and scoring the face of a 12-megapixel portrait against decoding it.
+
+    python -m export.evaluate_models faces  # the face finder: recall per set and class, time
 Everything goes through scanner.evaluate (the scan pipeline) but the pairs (detector.predict
 on the same Sample type the pipeline builds).
 """
@@ -76,16 +78,20 @@ def pairs(detectors, seed: int = 20261125) -> tuple[dict[str, float], int]:
     return shares, len(next(iter(higher.values())))
 
 
-def cost(detector) -> str:
-    """Milliseconds to find and score the face of a 12-megapixel portrait (a validation face
-    enlarged onto a 3000x4000 canvas), against decoding it; median of 5, one process."""
+def _portrait() -> bytes:
+    """A 12-megapixel portrait: a validation face enlarged onto a 3000x4000 canvas, JPEG."""
     face = Image.open(next(i["path"] for i in data.faces() if i["label"] == 0)).convert("RGB")
     canvas = Image.new("RGB", (3000, 4000), (90, 110, 130))
     canvas.paste(face.resize((1800, 1800), Image.Resampling.BICUBIC), (600, 900))
     buffer = io.BytesIO()
     canvas.save(buffer, "JPEG", quality=90)
-    raw = buffer.getvalue()
+    return buffer.getvalue()
 
+
+def cost(detector) -> str:
+    """Milliseconds to find and score the face of a 12-megapixel portrait (a validation face
+    enlarged onto a 3000x4000 canvas), against decoding it; median of 5, one process."""
+    raw = _portrait()
     rgb, fmt = decode(raw)
     detector.predict([Sample("x", "", raw, rgb, fmt)])  # the first call makes the session
     found = median_ms(lambda: Sample("x", "", raw, rgb, fmt).faces())
@@ -136,3 +142,55 @@ def report(detector) -> None:
         + ", ".join(f"{k} scores the edit higher in {v:.1%}" for k, v in shares.items())
     )
     print(f"\nCost per image, one process: {cost(detector)}")
+
+
+def _haar_faces(rgb: Image.Image) -> int:
+    """The face finder this project used before MTCNN (OpenCV's frontal Haar cascade, scale
+    1.1, 5 neighbours, on a grey copy of at most 400 px, faces of at least 24 px there), kept
+    here only as the baseline the finder is compared with in the same run."""
+    import cv2
+
+    global _cascade
+    if "_cascade" not in globals():
+        xml = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+        _cascade = cv2.CascadeClassifier(str(xml))
+    scale = min(1.0, 400 / max(rgb.size))
+    grey = rgb.convert("L").resize((round(rgb.width * scale), round(rgb.height * scale)))
+    side = max(24, round(40 * scale))
+    return len(_cascade.detectMultiScale(np.asarray(grey), 1.1, 5, minSize=(side, side)))
+
+
+def finder() -> None:
+    """Issue 12's face-finding bar: the share of every face set's images, per class, in which
+    the scan's finder (scanner.imaging.find_faces) finds a face; how often it finds one in
+    photos of other kinds (people appear in some: not all are false); the time per image;
+    the Haar cascade it replaced, measured in the same run."""
+    import time
+
+    from scanner.imaging import find_faces
+
+    groups = [(f"{i['set']} {'fake' if i['label'] else 'real'}", i["path"]) for i in data.faces()]
+    groups += [(f"{i['set']} (photos)", i["path"]) for i in data.real_photos()]
+    groups += [("casia1 authentic (photos)", i["path"]) for i in data.casia() if not i["label"]]
+    print("| images | n | face found (MTCNN) | ms per image | face found (Haar) | ms per image |")
+    print("|---|---|---|---|---|---|")
+    for name in dict.fromkeys(g for g, _ in groups):
+        paths = [p for g, p in groups if g == name]
+        found = {"mtcnn": 0, "haar": 0}
+        spent = {"mtcnn": 0.0, "haar": 0.0}
+        for path in paths:
+            rgb, _ = decode(Path(path).read_bytes())
+            for key, fn in (("mtcnn", find_faces), ("haar", _haar_faces)):
+                start = time.perf_counter()
+                found[key] += bool(fn(rgb))
+                spent[key] += time.perf_counter() - start
+        n = len(paths)
+        print(
+            f"| {name} | {n} | {found['mtcnn'] / n:.1%} | {1000 * spent['mtcnn'] / n:.0f} | "
+            f"{found['haar'] / n:.1%} | {1000 * spent['haar'] / n:.0f} |"
+        )
+    rgb, _ = decode(_portrait())
+    print(
+        f"\n12 MP portrait, median of 5: MTCNN {median_ms(lambda: find_faces(rgb)):.0f} ms, "
+        f"Haar {median_ms(lambda: _haar_faces(rgb)):.0f} ms"
+    )

@@ -4,6 +4,7 @@
     python -m export.evaluate_models splicing   # the same for the splicing network
     python -m export.evaluate_models dct-splicing  # the same for the DCT-domain network
     python -m export.evaluate_models face-blend  # issue 12's bar (export/evaluate_faces.py)
+    python -m export.evaluate_models faces     # the scan's face finder: recall, time
     python -m export.evaluate_models ela-cnn   # CASIA v1: as-is, re-compressed, pixel F1
     python -m export.evaluate_models ela-patchnet  # the same for the cross-entropy network
     python -m export.evaluate_models srm-cnn       # the same for the noise-residual network
@@ -171,7 +172,7 @@ def mesonet(authors: Path | None) -> None:
     faces = [i for i in data.faces() if i["split"] == "validation"]
     print(HEADER)
     for face_crops in (True, False):
-        mode = "whole image (--face-crops)" if face_crops else "faces found by Haar cascade"
+        mode = "whole image (--face-crops)" if face_crops else "faces found by the scan"
         for name in ("faces_ciplab", "faces_stylegan2"):
             items = [(i["path"], i["label"]) for i in faces if i["set"] == name]
             result = evaluate(items, detectors, Settings(face_crops=face_crops))
@@ -324,6 +325,7 @@ def main(argv=None) -> None:
             "splicing",
             "dct-splicing",
             "face-blend",
+            "faces",
             "ela-cnn",
             "ela-patchnet",
             "srm-cnn",
@@ -372,6 +374,10 @@ def main(argv=None) -> None:
         detector = FaceBlend()
         detector.load()
         face_report(detector)
+    elif args.model == "faces":
+        from export.evaluate_faces import finder
+
+        finder()
     elif args.model in ("ela-cnn", "ela-patchnet", "srm-cnn"):
         tampering(args.model, args.model_dir)
     elif args.model == "metadata":

