@@ -163,6 +163,70 @@ def _file_error(path: str, kind: str, message: str, st=None, sha=None, checked_w
     return record, ErrorRecord(path, kind, message, sha256=sha)
 
 
+def read_file(
+    path: str,
+    max_file_bytes: int,
+    checked_with: str | None,
+    unchanged: Callable[[os.stat_result], bool] = lambda st: False,
+    keep_bytes: bool = True,
+):
+    """One file, read as the scan reads it: None if `unchanged(stat)`; the kind of a skipped
+    file (a str); (FileRecord|None, ErrorRecord); or (path, stat, bytes, sha256, pixels), the
+    bytes empty unless `keep_bytes` (the Ray engine's reading tasks send back only the hash)."""
+    if isinstance(path, Unlisted):
+        return _file_error(str(path), "unreadable", f"folder not listed: {path.reason}")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            # Its file row (the link's own size and time) lists it in `scanner results`.
+            return _file_error(
+                path, "broken-link", f"{os.readlink(path)} does not exist", os.lstat(path)
+            )
+        return _file_error(path, "unreadable", "the file disappeared before it was read")
+    except OSError as exc:
+        return _file_error(path, "unreadable", exc.strerror or str(exc))
+    if stat.S_ISDIR(st.st_mode):
+        return "folder-link"  # iter_files yields a folder only when it is a link
+    if not stat.S_ISREG(st.st_mode):
+        return "special-file"
+    if unchanged(st):
+        return None
+    try:
+        # Non-blocking, and the opened descriptor checked again: a file swapped for a FIFO
+        # (or a device) after the stat above must not block the scan in open() or read().
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return "special-file"
+        with open(fd, "rb") as handle:
+            head = handle.read(SNIFF_BYTES)
+            if sniff(head) is None:
+                if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
+                    return skip_kind(head)
+                return _file_error(
+                    path,
+                    "corrupt",
+                    "named like an image but has no image signature",
+                    st,
+                    checked_with=checked_with,
+                )
+            if st.st_size > max_file_bytes:
+                limit = max_file_bytes // (1024 * 1024)
+                return _file_error(
+                    path,
+                    "too-large",
+                    f"{st.st_size} bytes is over the {limit} MB limit (SCANNER_MAX_FILE_MB)",
+                    st,
+                    checked_with=checked_with,
+                )
+            data = head + handle.read()
+    except OSError as exc:
+        return _file_error(path, "unreadable", exc.strerror or str(exc))
+    sha, pixels = hashlib.sha256(data).hexdigest(), header_pixels(data)
+    return path, st, data if keep_bytes else b"", sha, pixels
+
+
 class Pipeline:
     """Scans paths into a Database with a fixed set of loaded detectors."""
 
@@ -332,7 +396,7 @@ class Pipeline:
         batch = Batch()
         states = self.db.file_states(paths)
         known = self.db.detector_versions(s.sha256 for s in states.values() if s.sha256)
-        loaded: list[tuple[str, os.stat_result, bytes, str]] = []
+        loaded: list[tuple[str, os.stat_result, bytes, str, int]] = []
 
         outcomes: list[FileOutcome] = []
 
@@ -342,8 +406,7 @@ class Pipeline:
             if self._tick:
                 self._tick(1)
 
-        for path in paths:
-            outcome = self._read(path, states.get(path), known)
+        for path, outcome in zip(paths, self._load(paths, states, known), strict=True):
             if outcome is None:
                 note(path, "unchanged")
             elif isinstance(outcome, str):  # skipped: what it is
@@ -358,12 +421,12 @@ class Pipeline:
             else:
                 loaded.append(outcome)
 
-        known.update(self.db.detector_versions(sha for *_, sha in loaded if sha not in known))
+        known.update(self.db.detector_versions(sha for *_, sha, _ in loaded if sha not in known))
         to_prepare: list[Job] = []  # the first copy of each picture that needs work
         stats_of: dict[str, os.stat_result] = {}
         preparing: set[str] = set()
         copies: list[tuple[str, os.stat_result, str]] = []  # later copies in this batch
-        for path, st, data, sha in loaded:
+        for path, st, data, sha, pixels in loaded:
             missing = self._missing(known.get(sha))
             if sha in self._seen_this_scan or (sha in known and not missing):
                 batch.files.append(FileRecord(path, st.st_size, st.st_mtime_ns, sha))
@@ -382,7 +445,7 @@ class Pipeline:
                         data,
                         tuple(d.name for d in missing),
                         self.rescan or sha not in known,
-                        header_pixels(data),
+                        pixels,
                     )
                 )
 
@@ -457,60 +520,19 @@ class Pipeline:
                 item.detail = ", ".join(verdicts.get(item.sha256, [])) or "no verdicts"
             self.on_file(item)
 
+    def _load(self, paths: Sequence[str], states: dict, known: dict[str, dict[str, tuple]]):
+        """Each path's outcome (see _read), in order. The Ray engine reads in Ray tasks."""
+        return [self._read(path, states.get(path), known) for path in paths]
+
     def _read(self, path: str, state, known: dict[str, dict[str, tuple]]):
         """None if unchanged; the kind of a skipped file (a str); (FileRecord|None,
-        ErrorRecord); or the loaded file."""
-        if isinstance(path, Unlisted):
-            return _file_error(str(path), "unreadable", f"folder not listed: {path.reason}")
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            if os.path.islink(path):
-                # Its file row (the link's own size and time) lists it in `scanner results`.
-                return _file_error(
-                    path, "broken-link", f"{os.readlink(path)} does not exist", os.lstat(path)
-                )
-            return _file_error(path, "unreadable", "the file disappeared before it was read")
-        except OSError as exc:
-            return _file_error(path, "unreadable", exc.strerror or str(exc))
-        if stat.S_ISDIR(st.st_mode):
-            return "folder-link"  # iter_files yields a folder only when it is a link
-        if not stat.S_ISREG(st.st_mode):
-            return "special-file"
-        if self._unchanged(st, state, known):
-            return None
-        try:
-            # Non-blocking, and the opened descriptor checked again: a file swapped for a FIFO
-            # (or a device) after the stat above must not block the scan in open() or read().
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                os.close(fd)
-                return "special-file"
-            with open(fd, "rb") as handle:
-                head = handle.read(SNIFF_BYTES)
-                if sniff(head) is None:
-                    if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
-                        return skip_kind(head)
-                    return _file_error(
-                        path,
-                        "corrupt",
-                        "named like an image but has no image signature",
-                        st,
-                        checked_with=self._checked_with,
-                    )
-                if st.st_size > self.settings.max_file_bytes:
-                    limit = self.settings.max_file_bytes // (1024 * 1024)
-                    return _file_error(
-                        path,
-                        "too-large",
-                        f"{st.st_size} bytes is over the {limit} MB limit (SCANNER_MAX_FILE_MB)",
-                        st,
-                        checked_with=self._checked_with,
-                    )
-                data = head + handle.read()
-        except OSError as exc:
-            return _file_error(path, "unreadable", exc.strerror or str(exc))
-        return path, st, data, hashlib.sha256(data).hexdigest()
+        ErrorRecord); or the loaded file: (path, stat, bytes, sha256, pixels)."""
+        return read_file(
+            path,
+            self.settings.max_file_bytes,
+            self._checked_with,
+            lambda st: self._unchanged(st, state, known),
+        )
 
     def stop(self) -> None:
         """Finish soon: work in hand is abandoned (its files are left for the next scan), what

@@ -1,11 +1,16 @@
 """`scanner scan --engine ray`: the same Pipeline, with each batch's pictures worked on by Ray
 Data instead of the scanner's own worker processes.
 
-What stays in the scanning process (Ray's driver) is Pipeline's own code, unchanged: listing,
-the unchanged-file check, reading and hashing each file, claims, duplicates, storing in
-batches. What Ray runs is scanner.work.work (decode once, ELA, views, every detector) on each
-picture, in a pool of `Judge` actors that each load the detectors once: one onnxruntime
-session per model per actor, its threads set to the actor's CPUs. A picture that cannot be
+Each batch of paths goes through Ray twice. First, Ray tasks read and hash the files
+(`read_files`: the Pipeline's own scanner.pipeline.read_file, sending back the stat, the
+SHA-256 and the size from the header, never the bytes). Then the scanning process (Ray's
+driver) does what needs the database, with Pipeline's own code, unchanged: the unchanged-file
+check, duplicates, claims, and storing in batches. Last, a pool of `Judge` actors (Ray Data
+`map_batches`) each load the detectors once (one onnxruntime session per model per actor,
+its threads set to the actor's CPUs), read the picture again on their node, check that its
+SHA-256 is still the one the driver decided on, and run scanner.work.work (decode once, ELA,
+views, every detector). Listing folders stays in the driver: it is a stream that the batches
+are cut from. A picture that cannot be
 decoded, or a detector that fails on it, is an error row exactly as in the plain engine (work()
 decides); anything else that escapes work() is caught in the actor and becomes that picture's
 error, so one bad picture never fails the job.
@@ -15,16 +20,18 @@ Needs the `ray` extra: pip install 'scanner[ray]'.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pickle
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 import numpy as np
 
 from scanner.config import Settings
 from scanner.detectors import Detector, discover
-from scanner.pipeline import Pipeline
+from scanner.pipeline import Pipeline, Unlisted, _file_error, read_file
 from scanner.store.database import ErrorRecord
 from scanner.work import Done, Job, work
 
@@ -33,8 +40,34 @@ from scanner.work import Done, Job, work
 RAY_BATCH = 256
 
 
+# Paths per reading task: enough to amortise a task's start, few enough to spread a batch.
+READ_BATCH = 16
+
+
 class RayUnavailable(RuntimeError):
     pass
+
+
+def read_files(batch: dict[str, np.ndarray], max_file_bytes: int, checked_with) -> dict:
+    """A Ray task: read_file on each path, without keeping the bytes."""
+    outcomes = [
+        pickle.dumps(read_file(str(path), max_file_bytes, checked_with, keep_bytes=False))
+        for path in batch["path"]
+    ]
+    return {"index": batch["index"], "outcome": np.array(outcomes, dtype=object)}
+
+
+def read_again(job: Job) -> Job | Done:
+    """The job with its picture's bytes, read on this node; a failure if the file cannot be
+    read or is no longer the picture the scanning process hashed."""
+    try:
+        with open(job.path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        return Done(failure=("unreadable", exc.strerror or str(exc)))
+    if hashlib.sha256(data).hexdigest() != job.sha256:
+        return Done(failure=("unreadable", "the file changed while it was being scanned"))
+    return replace(job, data=data)
 
 
 class Judge:
@@ -58,6 +91,10 @@ class Judge:
 
     def judge(self, job: Job) -> Done:
         try:
+            if not job.data:
+                job = read_again(job)
+                if isinstance(job, Done):
+                    return job
             done = work(job, self.detectors, self.settings, self.detector_settings)
         except BaseException as exc:  # noqa: BLE001 - this picture's failure, not the job's
             return Done(failure=("crashed", f"{type(exc).__name__}: {exc}"))
@@ -120,6 +157,46 @@ class RayPipeline(Pipeline):
     ):
         super().__init__(db, detectors, settings, *args, **kwargs)
         self.actors = start(address, cpus)
+
+    def _load(self, paths, states, known):
+        """Pipeline._load with the reading done in Ray tasks (plain tasks: a Ray Data
+        dataset per batch would add a second or two of planning to every batch); the
+        unchanged-file check then applied here to the stat each task saw (it needs the
+        database)."""
+        import ray
+
+        outcomes: list = [None] * len(paths)
+        listed = []
+        for index, path in enumerate(paths):
+            if isinstance(path, Unlisted):  # nothing to read: its error needs no task
+                outcomes[index] = self._read(path, None, known)
+            else:
+                listed.append(index)
+        reader = ray.remote(num_cpus=1)(read_files)
+        chunks = [listed[i : i + READ_BATCH] for i in range(0, len(listed), READ_BATCH)]
+        futures = [
+            reader.remote(
+                {"index": np.array(chunk), "path": np.array([str(paths[i]) for i in chunk])},
+                self.settings.max_file_bytes,
+                self._checked_with,
+            )
+            for chunk in chunks
+        ]
+        for chunk, future in zip(chunks, futures, strict=True):
+            try:
+                read = ray.get(future)
+            except Exception as exc:  # noqa: BLE001 - Ray's own failure (a lost node)
+                message = f"Ray: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+                for index in chunk:
+                    outcomes[index] = _file_error(str(paths[index]), "unreadable", message)
+                continue
+            for index, raw in zip(read["index"], read["outcome"], strict=True):
+                outcome = pickle.loads(raw)
+                loaded = isinstance(outcome, tuple) and len(outcome) == 5
+                if loaded and self._unchanged(outcome[1], states.get(paths[index]), known):
+                    outcome = None  # as Pipeline._read decides before reading
+                outcomes[index] = outcome
+        return outcomes
 
     def _work(self, jobs: list[Job]) -> Iterator[tuple[Job, Done]]:
         import ray.data

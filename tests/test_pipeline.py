@@ -321,3 +321,17 @@ def test_progress_advances_once_per_path_not_per_batch(image_dir, db_url):
     stats = pipeline.scan(iter_files([image_dir]), progress=ticks.append)
     assert ticks == [1] * stats.seen  # every path once, each as it gets its outcome
     assert stats.seen > 1  # a batch of 16 holds them all: per batch would be one tick
+
+
+def test_a_known_picture_under_a_new_path_in_a_later_scan_is_a_duplicate(image_dir, db_url):
+    db = Database(db_url)
+    scan(db, image_dir, Redness())
+    Redness.scored.clear()
+    (image_dir / "later").mkdir()
+    (image_dir / "later" / "clean0-again.jpg").write_bytes((image_dir / "clean0.jpg").read_bytes())
+    # Not waiting for other processes: a picture wrongly taken for another's would hang here.
+    pipeline = Pipeline(db, [Redness()], Settings(batch_size=4))
+    stats = pipeline.scan(iter_files([image_dir]), wait_for_others=False)
+    assert pipeline.take_deferred() == []
+    assert stats.duplicates == 1 and stats.scanned == 0
+    assert len(Redness.scored) == 0  # the stored picture's verdicts stand: nothing judged

@@ -4,9 +4,11 @@ plain engine's on the same folder, every kind of bad input included."""
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import EXPECTED
 from sqlalchemy import select
@@ -89,3 +91,46 @@ def test_without_ray_installed_the_engine_says_how_to_get_it(image_dir, tmp_path
     assert done.returncode == 2
     assert "pip install 'scanner[ray]'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# The scanning process with reading taken away from it: every file must then be read by Ray's
+# tasks and actors (which import scanner afresh), or the scan would store errors.
+NO_READING_HERE = """
+import sys
+import scanner.pipeline, scanner.ray_engine
+def refuse(*args, **kwargs):
+    raise AssertionError("the scanning process read a file")
+scanner.pipeline.read_file = scanner.ray_engine.read_file = refuse
+from scanner.cli import app
+app(prog_name="scanner", args=sys.argv[1:])
+"""
+
+
+def test_files_are_read_by_ray_not_by_the_scanning_process(image_dir, registry, tmp_path):
+    plain, ray = f"sqlite:///{tmp_path / 'plain.db'}", f"sqlite:///{tmp_path / 'ray.db'}"
+    names = ("metadata", "copy-move")
+    _scan(image_dir, plain, registry, names=names)
+    command = [sys.executable, "-c", NO_READING_HERE, "scan", str(image_dir), "--db", ray]
+    command += ["-d", "metadata", "-d", "copy-move", "--engine", "ray", "--ray-cpus", "2"]
+    env = os.environ | {"PYTHONPATH": registry.pythonpath}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert _stored(ray, image_dir) == _stored(plain, image_dir)
+
+
+def test_a_file_that_changed_after_it_was_hashed_is_an_error_not_a_verdict(tmp_path):
+    from scanner.ray_engine import read_again, read_files
+    from scanner.work import Done, Job
+
+    path = tmp_path / "a.jpg"
+    path.write_bytes(b"\xff\xd8\xff" + b"0" * 100)
+    batch = {"index": np.array([0]), "path": np.array([str(path)], dtype=object)}
+    (outcome,) = [pickle.loads(raw) for raw in read_files(batch, 10**6, None)["outcome"]]
+    _, _, data, sha, _ = outcome
+    assert data == b""  # only the hash goes back to the scanning process
+    job = Job(str(path), sha, b"", ("metadata",), True)
+    assert read_again(job).data == path.read_bytes()
+    path.write_bytes(b"\xff\xd8\xff" + b"1" * 100)
+    changed = read_again(job)
+    assert isinstance(changed, Done) and changed.failure[0] == "unreadable"
+    assert "changed" in changed.failure[1]
