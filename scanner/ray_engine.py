@@ -1,5 +1,5 @@
-"""`scanner scan --engine ray`: the same Pipeline, with each batch's pictures worked on by Ray
-Data instead of the scanner's own worker processes.
+"""`scanner scan --engine ray`: the same Pipeline, with each batch's files read and its
+pictures worked on by Ray instead of the scanner's own worker processes.
 
 Each batch of paths goes through Ray twice. First, Ray tasks read and hash the files
 (`read_files`: the Pipeline's own scanner.pipeline.read_file, sending back the stat, the
@@ -9,11 +9,13 @@ check, duplicates, claims, and storing in batches. Last, a pool of `Judge` actor
 `map_batches`) each load the detectors once (one onnxruntime session per model per actor,
 its threads set to the actor's CPUs), read the picture again on their node, check that its
 SHA-256 is still the one the driver decided on, and run scanner.work.work (decode once, ELA,
-views, every detector). Listing folders stays in the driver: it is a stream that the batches
-are cut from. A picture that cannot be
-decoded, or a detector that fails on it, is an error row exactly as in the plain engine (work()
-decides); anything else that escapes work() is caught in the actor and becomes that picture's
-error, so one bad picture never fails the job.
+views, every detector) in a worker process of their own (scanner.workers.WorkerPool), which
+keeps the plain engine's time and memory limits per picture. Listing folders stays in the
+driver: it is the stream the batches are cut from.
+
+A picture that cannot be decoded, or a detector that fails on it, is an error row exactly as
+in the plain engine (work() decides); anything else that escapes work() is caught in the
+actor and becomes that picture's error, so one bad picture never fails the job.
 
 Needs the `ray` extra: pip install 'scanner[ray]'.
 """
@@ -33,7 +35,8 @@ from scanner.config import Settings
 from scanner.detectors import Detector, discover
 from scanner.pipeline import Pipeline, Unlisted, _file_error, read_file
 from scanner.store.database import ErrorRecord
-from scanner.work import Done, Job, work
+from scanner.work import DECODING, Done, Job, work
+from scanner.workers import WorkerPool, isolation_available, unsendable
 
 # Pictures per Ray dataset: each dataset starts its own actor pool, whose detectors load
 # once per dataset, so a batch is larger than the plain engine's.
@@ -88,6 +91,16 @@ class Judge:
             for n in names
             if n not in plugins or not plugins[n].loaded
         }
+        # The plain engine's limits per picture (SCANNER_IMAGE_TIMEOUT, SCANNER_WORKER_MEMORY_MB):
+        # the work runs in one worker process of the actor's own, which is killed when a
+        # picture overruns them.
+        self.pool = None
+        self.disabled: set[str] = set()
+        if self.settings.workers and isolation_available():
+            self.unloaded |= unsendable(self.detectors)
+            self.detectors = [d for d in self.detectors if d.name not in self.unloaded]
+            one = replace(self.settings, workers=1)
+            self.pool = WorkerPool(self.detectors, one, self.detector_settings, threads)
 
     def judge(self, job: Job) -> Done:
         try:
@@ -95,7 +108,10 @@ class Judge:
                 job = read_again(job)
                 if isinstance(job, Done):
                     return job
-            done = work(job, self.detectors, self.settings, self.detector_settings)
+            if self.pool is None:
+                done = work(job, self.detectors, self.settings, self.detector_settings)
+            else:
+                done = self.isolated(job)
         except BaseException as exc:  # noqa: BLE001 - this picture's failure, not the job's
             return Done(failure=("crashed", f"{type(exc).__name__}: {exc}"))
         if not done.failure:
@@ -105,6 +121,26 @@ class Judge:
                 if name in job.detectors
             ]
         return done
+
+    def isolated(self, job: Job) -> Done:
+        """work() in the actor's worker process. A detector that overruns the limits gets an
+        error row and is left out for the rest of this actor's life, and the picture is worked
+        on again without it, as Pipeline._work does; an overrun while decoding fails the
+        picture."""
+        blamed: list[ErrorRecord] = []
+        while True:
+            job = replace(job, detectors=tuple(n for n in job.detectors if n not in self.disabled))
+            ((_, outcome),) = list(self.pool.run([job]))
+            if isinstance(outcome, Done):
+                outcome.errors += blamed
+                return outcome
+            if outcome.stage == DECODING:
+                return Done(failure=(outcome.kind, outcome.message))
+            self.disabled.add(outcome.stage)
+            message = f"{outcome.kind}: {outcome.message}"
+            blamed.append(
+                ErrorRecord(job.path, "detector-error", message, outcome.stage, job.sha256)
+            )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         done = [pickle.dumps(self.judge(pickle.loads(raw))) for raw in batch["job"]]

@@ -141,11 +141,13 @@ class WorkerPool:
         detectors: Sequence[Detector],
         settings: Settings,
         detector_settings: dict[str, dict],
+        threads: int | None = None,
     ):
         self.settings = settings
         self.size = settings.workers
         cores = os.cpu_count() or 1
-        self._args = (detectors, settings, detector_settings, max(1, cores // self.size))
+        threads = threads or max(1, cores // self.size)  # each worker's share of the cores
+        self._args = (detectors, settings, detector_settings, threads)
         self._context = multiprocessing.get_context("forkserver")
         # The fork server imports these once; each worker then starts in milliseconds.
         self._context.set_forkserver_preload(["scanner.work", "scanner.onnx"])

@@ -7,10 +7,11 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
-from conftest import EXPECTED
+from conftest import EXPECTED, jpeg_bytes, photo
 from sqlalchemy import select
 
 from scanner.store import Database, tables
@@ -19,9 +20,14 @@ pytest.importorskip("ray.data", reason="needs the ray extra")
 
 
 def _scan(
-    folder, url, registry, *extra, names=("metadata", "copy-move", "test-red", "test-explodes")
+    folder,
+    url,
+    registry,
+    *extra,
+    names=("metadata", "copy-move", "test-red", "test-explodes"),
+    env: dict | None = None,
 ):
-    env = os.environ | {"PYTHONPATH": registry.pythonpath}
+    env = os.environ | {"PYTHONPATH": registry.pythonpath} | (env or {})
     command = [sys.executable, "-m", "scanner", "scan", str(folder), "--db", url, "--json"]
     for name in names:
         command += ["-d", name]
@@ -134,3 +140,32 @@ def test_a_file_that_changed_after_it_was_hashed_is_an_error_not_a_verdict(tmp_p
     changed = read_again(job)
     assert isinstance(changed, Done) and changed.failure[0] == "unreadable"
     assert "changed" in changed.failure[1]
+
+
+def test_the_ray_engine_keeps_the_time_and_memory_limits_per_picture(registry, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"photo{i}.jpg").write_bytes(jpeg_bytes(photo(i), 85))
+    registry.add("test-red", "sample_detectors:Redness")
+    registry.add("test-hangs", "sample_detectors:Hangs")
+    registry.add("test-allocates", "sample_detectors:Allocates")
+    url = f"sqlite:///{tmp_path / 'ray.db'}"
+    limits = {"SCANNER_IMAGE_TIMEOUT": "5", "SCANNER_WORKER_MEMORY_MB": "1024"}
+    started = time.monotonic()
+    _scan(
+        folder, url, registry, "--engine", "ray", "--ray-cpus", "2",
+        names=("test-red", "test-hangs", "test-allocates"), env=limits,
+    )  # fmt: skip
+    assert time.monotonic() - started < 240
+    got = _stored(url, folder)
+    assert len(got["files"]) == 4
+    assert sorted(d for _, d in got["verdicts"]) == ["test-red"] * 4
+    # Each overran once in each actor that met it, was then left out: an error row per overrun.
+    kinds = {(e[2], e[1]) for e in got["errors"]}
+    assert kinds == {("test-hangs", "detector-error"), ("test-allocates", "detector-error")}
+    db = Database(url, create=False)
+    with db.read() as conn:
+        messages = {r.detector: r.message for r in conn.execute(select(tables.errors))}
+    assert messages["test-hangs"].startswith("timeout")
+    assert messages["test-allocates"].startswith("out-of-memory")
