@@ -103,12 +103,14 @@ class FileOutcome:
 
 
 def iter_files(roots: Iterable[str | os.PathLike], follow_links: bool = False) -> Iterator[str]:
-    """Absolute paths of the files under `roots`, sorted per folder.
+    """Absolute paths of the files under `roots`, sorted per folder, each folder's files before
+    its subfolders' (depth first, in name order).
 
     Symbolic links to files are followed (a broken one is yielded, to become an error row).
     Links to folders are yielded as paths (the scan counts them as skipped) unless
     `follow_links`: then the folder behind them is walked, once, whatever the number of links
-    to it, so a link loop cannot trap the walk.
+    to it, so a link loop cannot trap the walk. A folder that cannot be listed is yielded as
+    an `Unlisted` path, which the scan turns into an error row.
     """
     walked: set[tuple[int, int]] = set()  # (device, inode) of every folder walked
     for root in roots:
@@ -116,24 +118,40 @@ def iter_files(roots: Iterable[str | os.PathLike], follow_links: bool = False) -
         if not os.path.isdir(root):
             yield root
             continue
-        failed: list[OSError] = []  # folders os.walk could not list (permissions, long paths)
-        for folder, dirs, names in os.walk(root, onerror=failed.append, followlinks=follow_links):
-            yield from _unlisted(failed)
-            try:
-                st = os.stat(folder)
-            except OSError as exc:
-                yield Unlisted(folder, exc.strerror or str(exc))
-                continue
-            if (st.st_dev, st.st_ino) in walked:
-                dirs[:] = []  # reached again through a link: its files were yielded already
-                continue
-            walked.add((st.st_dev, st.st_ino))
-            dirs.sort()
-            if not follow_links:  # os.walk lists folder links in dirs and does not enter them
-                names = [*names, *(d for d in dirs if os.path.islink(os.path.join(folder, d)))]
-            for name in sorted(names):
-                yield os.path.join(folder, name)
-        yield from _unlisted(failed)
+        stack = [root]
+        while stack:
+            key, files, folders, unlisted = list_folder(stack.pop(), follow_links)
+            yield from unlisted
+            if key is None or key in walked:
+                continue  # not listed, or reached again through a link: yielded already
+            walked.add(key)
+            yield from files
+            stack.extend(reversed(folders))
+
+
+def list_folder(folder: str, follow_links: bool = False):
+    """What one folder holds: ((device, inode) of the folder or None, its files, its
+    subfolders to walk, [Unlisted] when it cannot be listed). Files and subfolders are full
+    paths in name order; a link to a folder is a file unless `follow_links` (iter_files says
+    why). The one place that decides what a folder contains: the plain walk and the Ray
+    engine's listing tasks both use it."""
+    try:
+        st = os.stat(folder)
+        with os.scandir(folder) as listing:
+            entries = list(listing)
+    except OSError as exc:  # permissions, a folder removed meanwhile, a name too long
+        return None, [], [], [Unlisted(folder, exc.strerror or str(exc))]
+    files, folders = [], []
+    for entry in entries:
+        try:
+            is_folder = entry.is_dir()  # follows links, as os.walk does
+        except OSError:
+            is_folder = False
+        if is_folder and (follow_links or not entry.is_symlink()):
+            folders.append(entry.path)
+        else:
+            files.append(entry.path)
+    return (st.st_dev, st.st_ino), sorted(files), sorted(folders), []
 
 
 class Unlisted(str):
@@ -147,11 +165,8 @@ class Unlisted(str):
         self.reason = reason
         return self
 
-
-def _unlisted(failed: list[OSError]) -> Iterator[Unlisted]:
-    while failed:
-        exc = failed.pop(0)
-        yield Unlisted(exc.filename or "?", exc.strerror or str(exc))
+    def __getnewargs__(self):  # so that pickling (to and from Ray's tasks) keeps the reason
+        return str(self), self.reason
 
 
 def _file_error(path: str, kind: str, message: str, st=None, sha=None, checked_with=None):
@@ -323,6 +338,10 @@ class Pipeline:
         finally:
             self._tick = None
         return total
+
+    def list_files(self, roots: Iterable[str | os.PathLike], follow_links: bool = False):
+        """Every path under `roots` to scan (iter_files); the Ray engine lists in Ray tasks."""
+        return list(iter_files(roots, follow_links))
 
     def take_deferred(self) -> list[str]:
         """The paths left for later by a scan that did not wait for other processes."""

@@ -10,8 +10,9 @@ check, duplicates, claims, and storing in batches. Last, a pool of `Judge` actor
 its threads set to the actor's CPUs), read the picture again on their node, check that its
 SHA-256 is still the one the driver decided on, and run scanner.work.work (decode once, ELA,
 views, every detector) in a worker process of their own (scanner.workers.WorkerPool), which
-keeps the plain engine's time and memory limits per picture. Listing folders stays in the
-driver: it is the stream the batches are cut from.
+keeps the plain engine's time and memory limits per picture. Before all this, the folders are
+listed by Ray tasks too (`list_folders`: the plain walk's scanner.pipeline.list_folder), each
+folder's subfolders sent out as soon as it is listed.
 
 A picture that cannot be decoded, or a detector that fails on it, is an error row exactly as
 in the plain engine (work() decides); anything else that escapes work() is caught in the
@@ -33,7 +34,7 @@ import numpy as np
 
 from scanner.config import Settings
 from scanner.detectors import Detector, discover
-from scanner.pipeline import Pipeline, Unlisted, _file_error, read_file
+from scanner.pipeline import Pipeline, Unlisted, _file_error, list_folder, read_file
 from scanner.store.database import ErrorRecord
 from scanner.work import DECODING, Done, Job, work
 from scanner.workers import WorkerPool, isolation_available, unsendable
@@ -45,10 +46,17 @@ RAY_BATCH = 256
 
 # Paths per reading task: enough to amortise a task's start, few enough to spread a batch.
 READ_BATCH = 16
+# Folders per listing task: a tree's folders are listed in parallel, level after level.
+LIST_BATCH = 8
 
 
 class RayUnavailable(RuntimeError):
     pass
+
+
+def list_folders(folders: list[str], follow_links: bool) -> list:
+    """A Ray task: list_folder on each folder."""
+    return [list_folder(folder, follow_links) for folder in folders]
 
 
 def read_files(batch: dict[str, np.ndarray], max_file_bytes: int, checked_with) -> dict:
@@ -193,6 +201,47 @@ class RayPipeline(Pipeline):
     ):
         super().__init__(db, detectors, settings, *args, **kwargs)
         self.actors = start(address, cpus)
+
+    def list_files(self, roots, follow_links: bool = False) -> list[str]:
+        """iter_files' paths, each folder listed by a Ray task (pipeline.list_folder, the plain
+        walk's own code): a folder's subfolders go out to tasks as soon as it is listed. Which
+        folders were walked is kept here, so a folder reached again through a link is walked
+        once, as in the plain walk; the order of the paths is not the plain walk's."""
+        import ray
+
+        lister = ray.remote(num_cpus=1)(list_folders)
+        pending: dict = {}  # Ray future -> the folders it lists
+        paths: list[str] = []
+        walked: set[tuple[int, int]] = set()
+
+        def send(folders: list[str]) -> None:
+            for start in range(0, len(folders), LIST_BATCH):
+                chunk = folders[start : start + LIST_BATCH]
+                pending[lister.remote(chunk, follow_links)] = chunk
+
+        for root in roots:
+            root = os.path.abspath(root)
+            if os.path.isdir(root):
+                send([root])
+            else:
+                paths.append(root)
+        while pending:
+            (ready,), _ = ray.wait(list(pending), num_returns=1)
+            folders = pending.pop(ready)
+            try:
+                listed = ray.get(ready)
+            except Exception as exc:  # noqa: BLE001 - Ray's own failure (a lost node)
+                why = f"Ray: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+                paths += [Unlisted(folder, why) for folder in folders]
+                continue
+            for key, files, subfolders, unlisted in listed:
+                paths += unlisted
+                if key is None or key in walked:
+                    continue
+                walked.add(key)
+                paths += files
+                send(subfolders)
+        return paths
 
     def _load(self, paths, states, known):
         """Pipeline._load with the reading done in Ray tasks (plain tasks: a Ray Data

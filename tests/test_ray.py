@@ -99,20 +99,21 @@ def test_without_ray_installed_the_engine_says_how_to_get_it(image_dir, tmp_path
     assert "Traceback" not in done.stderr
 
 
-# The scanning process with reading taken away from it: every file must then be read by Ray's
-# tasks and actors (which import scanner afresh), or the scan would store errors.
+# The scanning process with listing and reading taken away from it: every folder must then be
+# listed, and every file read, by Ray's tasks and actors (which import scanner afresh).
 NO_READING_HERE = """
 import sys
 import scanner.pipeline, scanner.ray_engine
 def refuse(*args, **kwargs):
-    raise AssertionError("the scanning process read a file")
+    raise AssertionError("the scanning process listed a folder or read a file")
 scanner.pipeline.read_file = scanner.ray_engine.read_file = refuse
+scanner.pipeline.list_folder = scanner.ray_engine.list_folder = refuse
 from scanner.cli import app
 app(prog_name="scanner", args=sys.argv[1:])
 """
 
 
-def test_files_are_read_by_ray_not_by_the_scanning_process(image_dir, registry, tmp_path):
+def test_ray_lists_folders_and_reads_files_not_the_scanning_process(image_dir, registry, tmp_path):
     plain, ray = f"sqlite:///{tmp_path / 'plain.db'}", f"sqlite:///{tmp_path / 'ray.db'}"
     names = ("metadata", "copy-move")
     _scan(image_dir, plain, registry, names=names)
@@ -169,3 +170,21 @@ def test_the_ray_engine_keeps_the_time_and_memory_limits_per_picture(registry, t
         messages = {r.detector: r.message for r in conn.execute(select(tables.errors))}
     assert messages["test-hangs"].startswith("timeout")
     assert messages["test-allocates"].startswith("out-of-memory")
+
+
+def test_with_follow_links_a_link_loop_is_walked_once_as_in_the_plain_walk(
+    image_dir, registry, tmp_path
+):
+    (image_dir / "sub" / "back-up").symlink_to(image_dir)  # a loop
+    (image_dir / "again").symlink_to(image_dir / "sub")  # the same folder twice
+    plain, ray = f"sqlite:///{tmp_path / 'plain.db'}", f"sqlite:///{tmp_path / 'ray.db'}"
+    names = ("metadata",)
+    _scan(image_dir, plain, registry, "--follow-links", names=names)
+    _scan(image_dir, ray, registry, "--follow-links", "--engine", "ray", names=names)
+    expected, got = _stored(plain, image_dir), _stored(ray, image_dir)
+    assert any(path.startswith("again/") for path in expected["files"])  # the link came first
+    assert got["verdicts"] == expected["verdicts"] and got["errors"] == expected["errors"]
+    # Which of two paths to one folder is walked depends on who lists first; the pictures and
+    # the number of paths do not.
+    assert len(got["files"]) == len(expected["files"])
+    assert set(got["files"].values()) == set(expected["files"].values())

@@ -30,7 +30,7 @@ from scanner.cli.common import (
 )
 from scanner.logs import WORDS, LogFormat, log_outcome, setup_logging
 from scanner.output import dumps, printable
-from scanner.pipeline import FileOutcome, ScanStats, iter_files
+from scanner.pipeline import FileOutcome, ScanStats
 from scanner.store import DatabaseError
 from scanner.watch import Watcher
 
@@ -168,7 +168,7 @@ def scan(
     database, detectors, pipeline = _pipeline(
         db, detector, given, on_file=_say_outcome if verbose else None, rescan=rescan, ray=ray
     )
-    files = list(iter_files(paths, follow_links=follow_links))
+    files = pipeline.list_files(paths, follow_links=follow_links)
     show_progress = sys.stderr.isatty() if progress is None else progress
     # SIGTERM: store what is done and stop within seconds (the rest is scanned next time).
     signal.signal(signal.SIGTERM, lambda *_: pipeline.stop())
