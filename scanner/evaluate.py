@@ -13,7 +13,8 @@ import numpy as np
 
 from scanner.config import Settings
 from scanner.detectors import Detector
-from scanner.pipeline import Pipeline, iter_files
+from scanner.files import iter_files
+from scanner.pipeline import Pipeline
 from scanner.store import Database, queries
 
 # Class folder names read as "fake" and "real" when none are given.

@@ -4,11 +4,12 @@ path -> stat (skip if unchanged) -> sniff -> bytes -> sha256 (skip if known) -> 
      -> ELA -> each detector that has no current verdict scores the batch -> one transaction.
 
 Every path handed in ends as exactly one of: verdicts, unchanged, duplicate, not an image, error.
+Walking folders and reading a file are in scanner/files.py; the work on one picture in
+scanner/work.py; running it in worker processes in scanner/workers.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import stat
@@ -16,12 +17,11 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from scanner import __version__
 from scanner.config import Settings
 from scanner.detectors import Detector
-from scanner.imaging import IMAGE_SUFFIXES, SNIFF_BYTES, header_pixels, skip_kind, sniff
+from scanner.files import Unlisted, file_error, iter_files, read_file
 from scanner.store.database import (
     Batch,
     Database,
@@ -100,146 +100,6 @@ class FileOutcome:
     outcome: str
     detail: str = ""
     sha256: str | None = None
-
-
-def iter_files(roots: Iterable[str | os.PathLike], follow_links: bool = False) -> Iterator[str]:
-    """Absolute paths of the files under `roots`, sorted per folder, each folder's files before
-    its subfolders' (depth first, in name order).
-
-    Symbolic links to files are followed (a broken one is yielded, to become an error row).
-    Links to folders are yielded as paths (the scan counts them as skipped) unless
-    `follow_links`: then the folder behind them is walked, once, whatever the number of links
-    to it, so a link loop cannot trap the walk. A folder that cannot be listed is yielded as
-    an `Unlisted` path, which the scan turns into an error row.
-    """
-    walked: set[tuple[int, int]] = set()  # (device, inode) of every folder walked
-    for root in roots:
-        root = os.path.abspath(root)
-        if not os.path.isdir(root):
-            yield root
-            continue
-        stack = [root]
-        while stack:
-            key, files, folders, unlisted = list_folder(stack.pop(), follow_links)
-            yield from unlisted
-            if key is None or key in walked:
-                continue  # not listed, or reached again through a link: yielded already
-            walked.add(key)
-            yield from files
-            stack.extend(reversed(folders))
-
-
-def list_folder(folder: str, follow_links: bool = False):
-    """What one folder holds: ((device, inode) of the folder or None, its files, its
-    subfolders to walk, [Unlisted] when it cannot be listed). Files and subfolders are full
-    paths in name order; a link to a folder is a file unless `follow_links` (iter_files says
-    why). The one place that decides what a folder contains: the plain walk and the Ray
-    engine's listing tasks both use it."""
-    try:
-        st = os.stat(folder)
-        with os.scandir(folder) as listing:
-            entries = list(listing)
-    except OSError as exc:  # permissions, a folder removed meanwhile, a name too long
-        return None, [], [], [Unlisted(folder, exc.strerror or str(exc))]
-    files, folders = [], []
-    for entry in entries:
-        try:
-            is_folder = entry.is_dir()  # follows links, as os.walk does
-        except OSError:
-            is_folder = False
-        if is_folder and (follow_links or not entry.is_symlink()):
-            folders.append(entry.path)
-        else:
-            files.append(entry.path)
-    return (st.st_dev, st.st_ino), sorted(files), sorted(folders), []
-
-
-class Unlisted(str):
-    """A folder the walk met but could not list: its path, and why (`reason`). It goes through
-    the pipeline like a file and ends as an error row, so that nothing is skipped unseen."""
-
-    reason: str
-
-    def __new__(cls, path: str, reason: str):
-        self = super().__new__(cls, path)
-        self.reason = reason
-        return self
-
-    def __getnewargs__(self):  # so that pickling (to and from Ray's tasks) keeps the reason
-        return str(self), self.reason
-
-
-def _file_error(path: str, kind: str, message: str, st=None, sha=None, checked_with=None):
-    # The file row of a failed file names no image (files.sha256 references images); the
-    # error row keeps the hash of its bytes.
-    record = (
-        FileRecord(path, st.st_size, st.st_mtime_ns, None, "error", checked_with) if st else None
-    )
-    return record, ErrorRecord(path, kind, message, sha256=sha)
-
-
-def read_file(
-    path: str,
-    max_file_bytes: int,
-    checked_with: str | None,
-    unchanged: Callable[[os.stat_result], bool] = lambda st: False,
-    keep_bytes: bool = True,
-):
-    """One file, read as the scan reads it: None if `unchanged(stat)`; the kind of a skipped
-    file (a str); (FileRecord|None, ErrorRecord); or (path, stat, bytes, sha256, pixels), the
-    bytes empty unless `keep_bytes` (the Ray engine's reading tasks send back only the hash)."""
-    if isinstance(path, Unlisted):
-        return _file_error(str(path), "unreadable", f"folder not listed: {path.reason}")
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        if os.path.islink(path):
-            # Its file row (the link's own size and time) lists it in `scanner results`.
-            return _file_error(
-                path, "broken-link", f"{os.readlink(path)} does not exist", os.lstat(path)
-            )
-        return _file_error(path, "unreadable", "the file disappeared before it was read")
-    except OSError as exc:
-        return _file_error(path, "unreadable", exc.strerror or str(exc))
-    if stat.S_ISDIR(st.st_mode):
-        return "folder-link"  # iter_files yields a folder only when it is a link
-    if not stat.S_ISREG(st.st_mode):
-        return "special-file"
-    if unchanged(st):
-        return None
-    try:
-        # Non-blocking, and the opened descriptor checked again: a file swapped for a FIFO
-        # (or a device) after the stat above must not block the scan in open() or read().
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            return "special-file"
-        with open(fd, "rb") as handle:
-            head = handle.read(SNIFF_BYTES)
-            if sniff(head) is None:
-                if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
-                    return skip_kind(head)
-                return _file_error(
-                    path,
-                    "corrupt",
-                    "named like an image but has no image signature",
-                    st,
-                    checked_with=checked_with,
-                )
-            if st.st_size > max_file_bytes:
-                limit = max_file_bytes // (1024 * 1024)
-                return _file_error(
-                    path,
-                    "too-large",
-                    f"{st.st_size} bytes is over the {limit} MB limit (SCANNER_MAX_FILE_MB)",
-                    st,
-                    checked_with=checked_with,
-                )
-            data = head + handle.read()
-    except OSError as exc:
-        return _file_error(path, "unreadable", exc.strerror or str(exc))
-    sha, pixels = hashlib.sha256(data).hexdigest(), header_pixels(data)
-    return path, st, data if keep_bytes else b"", sha, pixels
 
 
 class Pipeline:
@@ -627,7 +487,7 @@ class Pipeline:
         return replace(job, detectors=tuple(d for d in job.detectors if d not in self.disabled))
 
     def _image_error(self, path, st, sha, kind: str, message: str, batch: Batch, note) -> None:
-        file_record, error = _file_error(path, kind, message, st, sha, self._checked_with)
+        file_record, error = file_error(path, kind, message, st, sha, self._checked_with)
         batch.files.append(file_record)
         batch.errors.append(error)
         note(path, "errors", f"{kind}: {message}", sha)

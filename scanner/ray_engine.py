@@ -2,7 +2,7 @@
 pictures worked on by Ray instead of the scanner's own worker processes.
 
 Each batch of paths goes through Ray twice. First, Ray tasks read and hash the files
-(`read_files`: the Pipeline's own scanner.pipeline.read_file, sending back the stat, the
+(`read_files`: the Pipeline's own scanner.files.read_file, sending back the stat, the
 SHA-256 and the size from the header, never the bytes). Then the scanning process (Ray's
 driver) does what needs the database, with Pipeline's own code, unchanged: the unchanged-file
 check, duplicates, claims, and storing in batches. Last, a pool of `Judge` actors (Ray Data
@@ -11,7 +11,7 @@ its threads set to the actor's CPUs), read the picture again on their node, chec
 SHA-256 is still the one the driver decided on, and run scanner.work.work (decode once, ELA,
 views, every detector) in a worker process of their own (scanner.workers.WorkerPool), which
 keeps the plain engine's time and memory limits per picture. Before all this, the folders are
-listed by Ray tasks too (`list_folders`: the plain walk's scanner.pipeline.list_folder), each
+listed by Ray tasks too (`list_folders`: the plain walk's scanner.files.list_folder), each
 folder's subfolders sent out as soon as it is listed.
 
 A picture that cannot be decoded, or a detector that fails on it, is an error row exactly as
@@ -34,7 +34,8 @@ import numpy as np
 
 from scanner.config import Settings
 from scanner.detectors import Detector, discover
-from scanner.pipeline import Pipeline, Unlisted, _file_error, list_folder, read_file
+from scanner.files import Unlisted, file_error, list_folder, read_file
+from scanner.pipeline import Pipeline
 from scanner.store.database import ErrorRecord
 from scanner.work import DECODING, Done, Job, work
 from scanner.workers import WorkerPool, isolation_available, unsendable
@@ -203,7 +204,7 @@ class RayPipeline(Pipeline):
         self.actors = start(address, cpus)
 
     def list_files(self, roots, follow_links: bool = False) -> list[str]:
-        """iter_files' paths, each folder listed by a Ray task (pipeline.list_folder, the plain
+        """iter_files' paths, each folder listed by a Ray task (files.list_folder, the plain
         walk's own code): a folder's subfolders go out to tasks as soon as it is listed. Which
         folders were walked is kept here, so a folder reached again through a link is walked
         once, as in the plain walk; the order of the paths is not the plain walk's."""
@@ -273,7 +274,7 @@ class RayPipeline(Pipeline):
             except Exception as exc:  # noqa: BLE001 - Ray's own failure (a lost node)
                 message = f"Ray: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
                 for index in chunk:
-                    outcomes[index] = _file_error(str(paths[index]), "unreadable", message)
+                    outcomes[index] = file_error(str(paths[index]), "unreadable", message)
                 continue
             for index, raw in zip(read["index"], read["outcome"], strict=True):
                 outcome = pickle.loads(raw)

@@ -24,7 +24,8 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from scanner.pipeline import Pipeline, ScanStats, iter_files
+from scanner.files import iter_files
+from scanner.pipeline import Pipeline, ScanStats
 from scanner.store import Database, DatabaseError
 from scanner.store.database import utcnow
 

@@ -103,11 +103,11 @@ def test_without_ray_installed_the_engine_says_how_to_get_it(image_dir, tmp_path
 # listed, and every file read, by Ray's tasks and actors (which import scanner afresh).
 NO_READING_HERE = """
 import sys
-import scanner.pipeline, scanner.ray_engine
+import scanner.files, scanner.pipeline, scanner.ray_engine
 def refuse(*args, **kwargs):
     raise AssertionError("the scanning process listed a folder or read a file")
-scanner.pipeline.read_file = scanner.ray_engine.read_file = refuse
-scanner.pipeline.list_folder = scanner.ray_engine.list_folder = refuse
+scanner.files.read_file = scanner.pipeline.read_file = scanner.ray_engine.read_file = refuse
+scanner.files.list_folder = scanner.ray_engine.list_folder = refuse
 from scanner.cli import app
 app(prog_name="scanner", args=sys.argv[1:])
 """
