@@ -18,6 +18,7 @@ on the same Sample type the pipeline builds).
 
 from __future__ import annotations
 
+import functools
 import io
 import tempfile
 from pathlib import Path
@@ -148,16 +149,20 @@ def _haar_faces(rgb: Image.Image) -> int:
     """The face finder this project used before MTCNN (OpenCV's frontal Haar cascade, scale
     1.1, 5 neighbours, on a grey copy of at most 400 px, faces of at least 24 px there), kept
     here only as the baseline the finder is compared with in the same run."""
-    import cv2
-
-    global _cascade
-    if "_cascade" not in globals():
-        xml = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
-        _cascade = cv2.CascadeClassifier(str(xml))
     scale = min(1.0, 400 / max(rgb.size))
     grey = rgb.convert("L").resize((round(rgb.width * scale), round(rgb.height * scale)))
     side = max(24, round(40 * scale))
-    return len(_cascade.detectMultiScale(np.asarray(grey), 1.1, 5, minSize=(side, side)))
+    found = _haar_cascade().detectMultiScale(np.asarray(grey), 1.1, 5, minSize=(side, side))
+    return len(found)
+
+
+@functools.cache
+def _haar_cascade():
+    import cv2
+
+    return cv2.CascadeClassifier(
+        str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml")
+    )
 
 
 def finder() -> None:

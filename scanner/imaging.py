@@ -15,6 +15,8 @@ import numpy as np
 import pillow_heif
 from PIL import Image, ImageChops, ImageFile, ImageOps, UnidentifiedImageError
 
+from scanner import face_finder
+
 # HEIC/HEIF (what iPhones write) through libheif; Pillow reads AVIF itself.
 pillow_heif.register_heif_opener()
 
@@ -271,8 +273,6 @@ class Face:
 
 def find_faces(rgb: Image.Image) -> list[tuple[int, int, int, int]]:
     """Face boxes (left, top, width, height) in the image's pixels, largest first."""
-    from scanner import face_finder
-
     scale = min(1.0, FACE_SEARCH_SIDE / max(rgb.size))
     small = rgb
     if scale < 1.0:  # shrunk before anything else: a 12 MP copy alone costs 27 ms

@@ -479,11 +479,7 @@ class Pipeline:
                 f"detector {name} disabled for the rest of this run: "
                 f"{overrun.kind} on {job.path}: {overrun.message}",
             )
-        self._late_errors.append(
-            ErrorRecord(
-                job.path, "detector-error", f"{overrun.kind}: {overrun.message}", name, job.sha256
-            )
-        )
+        self._late_errors.append(overrun.error_row(job))
         return replace(job, detectors=tuple(d for d in job.detectors if d not in self.disabled))
 
     def _image_error(self, path, st, sha, kind: str, message: str, batch: Batch, note) -> None:

@@ -55,18 +55,19 @@ class RayUnavailable(RuntimeError):
     pass
 
 
+def ray_failure(exc: Exception) -> str:
+    """The error message for a failure of Ray itself (a lost actor, task or node)."""
+    return f"Ray: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+
+
 def list_folders(folders: list[str], follow_links: bool) -> list:
     """A Ray task: list_folder on each folder."""
     return [list_folder(folder, follow_links) for folder in folders]
 
 
-def read_files(batch: dict[str, np.ndarray], max_file_bytes: int, checked_with) -> dict:
+def read_files(paths: list[str], max_file_bytes: int, checked_with) -> list:
     """A Ray task: read_file on each path, without keeping the bytes."""
-    outcomes = [
-        pickle.dumps(read_file(str(path), max_file_bytes, checked_with, keep_bytes=False))
-        for path in batch["path"]
-    ]
-    return {"index": batch["index"], "outcome": np.array(outcomes, dtype=object)}
+    return [read_file(path, max_file_bytes, checked_with, keep_bytes=False) for path in paths]
 
 
 def read_again(job: Job) -> Job | Done:
@@ -146,10 +147,7 @@ class Judge:
             if outcome.stage == DECODING:
                 return Done(failure=(outcome.kind, outcome.message))
             self.disabled.add(outcome.stage)
-            message = f"{outcome.kind}: {outcome.message}"
-            blamed.append(
-                ErrorRecord(job.path, "detector-error", message, outcome.stage, job.sha256)
-            )
+            blamed.append(outcome.error_row(job))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         done = [pickle.dumps(self.judge(pickle.loads(raw))) for raw in batch["job"]]
@@ -232,7 +230,7 @@ class RayPipeline(Pipeline):
             try:
                 listed = ray.get(ready)
             except Exception as exc:  # noqa: BLE001 - Ray's own failure (a lost node)
-                why = f"Ray: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+                why = ray_failure(exc)
                 paths += [Unlisted(folder, why) for folder in folders]
                 continue
             for key, files, subfolders, unlisted in listed:
@@ -262,9 +260,7 @@ class RayPipeline(Pipeline):
         chunks = [listed[i : i + READ_BATCH] for i in range(0, len(listed), READ_BATCH)]
         futures = [
             reader.remote(
-                {"index": np.array(chunk), "path": np.array([str(paths[i]) for i in chunk])},
-                self.settings.max_file_bytes,
-                self._checked_with,
+                [str(paths[i]) for i in chunk], self.settings.max_file_bytes, self._checked_with
             )
             for chunk in chunks
         ]
@@ -272,12 +268,11 @@ class RayPipeline(Pipeline):
             try:
                 read = ray.get(future)
             except Exception as exc:  # noqa: BLE001 - Ray's own failure (a lost node)
-                message = f"Ray: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+                message = ray_failure(exc)
                 for index in chunk:
                     outcomes[index] = file_error(str(paths[index]), "unreadable", message)
                 continue
-            for index, raw in zip(read["index"], read["outcome"], strict=True):
-                outcome = pickle.loads(raw)
+            for index, outcome in zip(chunk, read, strict=True):
                 loaded = isinstance(outcome, tuple) and len(outcome) == 5
                 if loaded and self._unchanged(outcome[1], states.get(paths[index]), known):
                     outcome = None  # as Pipeline._read decides before reading
@@ -312,7 +307,7 @@ class RayPipeline(Pipeline):
                 returned.add(index)
                 yield jobs[index], pickle.loads(row["done"])
         except Exception as exc:  # noqa: BLE001 - Ray's own failure (a lost actor or node)
-            message = f"Ray: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            message = ray_failure(exc)
             for index, job in enumerate(jobs):
                 if index not in returned:
                     yield job, Done(failure=("crashed", message))

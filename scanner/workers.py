@@ -39,6 +39,7 @@ import cv2
 
 from scanner.config import Settings
 from scanner.detectors import Detector
+from scanner.store.database import ErrorRecord
 from scanner.work import DECODING, Done, Job, work
 
 POLL_SECONDS = 0.05
@@ -52,6 +53,11 @@ class Overrun:
     kind: str
     message: str
     stage: str
+
+    def error_row(self, job: Job) -> ErrorRecord:
+        """The error row of the detector that overran (its stage) on this picture."""
+        message = f"{self.kind}: {self.message}"
+        return ErrorRecord(job.path, "detector-error", message, self.stage, job.sha256)
 
 
 def _die_with_parent() -> None:
