@@ -211,3 +211,26 @@ def test_opening_retries_a_transiently_locked_database_only(db_url, monkeypatch)
     with pytest.raises(DatabaseError, match="newer"):
         Database(db_url)
     assert len(calls) == 1
+
+
+def test_a_schema_committed_between_the_two_reads_is_not_taken_for_a_foreign_one(tmp_path):
+    # PostgreSQL reads each statement at its own moment: a process saw no revision, then
+    # another process committed the schema, then the first listed the tables (CI, four
+    # processes on a fresh database). Replayed here: the revision "read before", the rest now.
+    from scanner.store.engine import _refuse_foreign
+
+    url = f"sqlite:///{tmp_path / 'ours.db'}"
+    Database(url).close()
+    with make_engine(url).connect() as connection:
+        _refuse_foreign(connection, None)  # no error: the schema is ours, at its revision
+
+
+def test_an_empty_revision_table_beside_other_tables_is_still_foreign(tmp_path):
+    from scanner.store.engine import _refuse_foreign
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'theirs.db'}")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32))"))
+        connection.execute(text("CREATE TABLE users (id INTEGER)"))
+    with engine.connect() as connection, pytest.raises(DatabaseError, match="users"):
+        _refuse_foreign(connection, None)

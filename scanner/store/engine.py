@@ -145,10 +145,18 @@ def migrate(engine: Engine, attempts: int = 8) -> None:
 
 
 def _refuse_foreign(connection, current: str | None) -> None:
-    """A database without our revision table but with tables of its own is someone else's."""
+    """A database without our revision table but with tables of its own is someone else's.
+
+    The revision and the table list are read by two statements, and PostgreSQL gives each
+    statement its own snapshot: another scanner process may commit the whole schema between
+    them (seen in CI with four processes opening a fresh database). So when the list shows the
+    revision table, the revision is read again, after the list."""
     if current is None:
-        others = [t for t in inspect(connection).get_table_names() if t != "alembic_version"]
-        if others:
+        names = inspect(connection).get_table_names()
+        if "alembic_version" in names:
+            current = MigrationContext.configure(connection).get_current_revision()
+        others = [t for t in names if t != "alembic_version"]
+        if current is None and others:
             raise _foreign(others)
 
 
