@@ -5,14 +5,21 @@ Each batch of paths goes through Ray twice. First, Ray tasks read and hash the f
 (`read_files`: the Pipeline's own scanner.files.read_file, sending back the stat, the
 SHA-256 and the size from the header, never the bytes). Then the scanning process (Ray's
 driver) does what needs the database, with Pipeline's own code, unchanged: the unchanged-file
-check, duplicates, claims, and storing in batches. Last, a pool of `Judge` actors (Ray Data
-`map_batches`) each load the detectors once (one onnxruntime session per model per actor,
-its threads set to the actor's CPUs), read the picture again on their node, check that its
-SHA-256 is still the one the driver decided on, and run scanner.work.work (decode once, ELA,
-views, every detector) in a worker process of their own (scanner.workers.WorkerPool), which
-keeps the plain engine's time and memory limits per picture. Before all this, the folders are
-listed by Ray tasks too (`list_folders`: the plain walk's scanner.files.list_folder), each
-folder's subfolders sent out as soon as it is listed.
+check, duplicates, claims, and storing in batches. Last, each batch becomes a Ray Data
+dataset mapped twice: `prepare_pictures` tasks read each picture again on their node, check
+that its SHA-256 is still the one the driver decided on, and run scanner.work.prepare (decode
+once, the image row and ELA record, the views the detectors need: faces, ELA); then a pool
+of `Judge` actors, each holding the detectors loaded once (one onnxruntime session per model
+per actor, its threads set to the actor's CPUs), run scanner.work.work on the prepared
+picture in a worker process of their own (scanner.workers.WorkerPool), which keeps the plain
+engine's time and memory limits per picture for the detectors. Before all this, the folders
+are listed by Ray tasks too (`list_folders`: the plain walk's scanner.files.list_folder),
+each folder's subfolders sent out as soon as it is listed.
+
+Decoding in tasks costs a transfer: a decoded picture crosses the object store to an actor
+(36 MB for 12 megapixels; zero-copy on one node, a network copy between nodes). Decoding is
+bounded by Pillow's decompression-bomb limit (a picture over about 179 megapixels is refused
+before it is decoded), not by the per-picture time limit, which guards the detectors.
 
 A picture that cannot be decoded, or a detector that fails on it, is an error row exactly as
 in the plain engine (work() decides); anything else that escapes work() is caught in the
@@ -37,7 +44,7 @@ from scanner.detectors import Detector, discover
 from scanner.files import Unlisted, file_error, list_folder, read_file
 from scanner.pipeline import Pipeline
 from scanner.store.database import ErrorRecord
-from scanner.work import DECODING, Done, Job, work
+from scanner.work import DECODING, Done, Job, Prepared, prepare, work
 from scanner.workers import WorkerPool, isolation_available, unsendable
 
 # Pictures per Ray dataset: each dataset starts its own actor pool, whose detectors load
@@ -83,9 +90,27 @@ def read_again(job: Job) -> Job | Done:
     return replace(job, data=data)
 
 
+def prepare_pictures(batch: dict[str, np.ndarray], payload: bytes) -> dict[str, np.ndarray]:
+    """A Ray Data task: each job's picture read on this node, decoded, described and given
+    the views its detectors need (scanner.work.prepare), ready for the detector actors; a
+    picture that cannot be read or decoded goes on as its failure."""
+    settings, needs = pickle.loads(payload)
+    out = []
+    for raw in batch["job"]:
+        job = pickle.loads(raw)
+        try:
+            if not job.data:
+                job = read_again(job)
+            prepared = job if isinstance(job, Done) else prepare(job, settings, needs)
+        except BaseException as exc:  # noqa: BLE001 - this picture's failure, not the job's
+            prepared = Done(failure=("crashed", f"{type(exc).__name__}: {exc}"))
+        out.append(pickle.dumps(prepared))
+    return {"index": batch["index"], "prepared": np.array(out, dtype=object)}
+
+
 class Judge:
     """A Ray Data actor: the detectors, loaded once by name (as installed on its node, the
-    way the scanning process loads them), run on one picture at a time."""
+    way the scanning process loads them), run on one prepared picture at a time."""
 
     def __init__(self, payload: bytes, threads: int):
         import cv2
@@ -102,7 +127,7 @@ class Judge:
             if n not in plugins or not plugins[n].loaded
         }
         # The plain engine's limits per picture (SCANNER_IMAGE_TIMEOUT, SCANNER_WORKER_MEMORY_MB):
-        # the work runs in one worker process of the actor's own, which is killed when a
+        # the detectors run in one worker process of the actor's own, which is killed when a
         # picture overruns them.
         self.pool = None
         self.disabled: set[str] = set()
@@ -112,45 +137,45 @@ class Judge:
             one = replace(self.settings, workers=1)
             self.pool = WorkerPool(self.detectors, one, self.detector_settings, threads)
 
-    def judge(self, job: Job) -> Done:
+    def judge(self, prepared: Prepared | Done) -> Done:
+        if isinstance(prepared, Done):  # it could not be read or decoded
+            return prepared
         try:
-            if not job.data:
-                job = read_again(job)
-                if isinstance(job, Done):
-                    return job
             if self.pool is None:
-                done = work(job, self.detectors, self.settings, self.detector_settings)
+                done = work(prepared, self.detectors, self.settings, self.detector_settings)
             else:
-                done = self.isolated(job)
+                done = self.isolated(prepared)
         except BaseException as exc:  # noqa: BLE001 - this picture's failure, not the job's
             return Done(failure=("crashed", f"{type(exc).__name__}: {exc}"))
         if not done.failure:
             done.errors += [
-                ErrorRecord(job.path, "detector-error", f"not loaded: {why}", name, job.sha256)
+                ErrorRecord(
+                    prepared.path, "detector-error", f"not loaded: {why}", name, prepared.sha256
+                )
                 for name, why in self.unloaded.items()
-                if name in job.detectors
+                if name in prepared.detectors
             ]
         return done
 
-    def isolated(self, job: Job) -> Done:
+    def isolated(self, prepared: Prepared) -> Done:
         """work() in the actor's worker process. A detector that overruns the limits gets an
         error row and is left out for the rest of this actor's life, and the picture is worked
-        on again without it, as Pipeline._work does; an overrun while decoding fails the
-        picture."""
+        on again without it, as Pipeline._work does."""
         blamed: list[ErrorRecord] = []
         while True:
-            job = replace(job, detectors=tuple(n for n in job.detectors if n not in self.disabled))
-            ((_, outcome),) = list(self.pool.run([job]))
+            running = tuple(n for n in prepared.detectors if n not in self.disabled)
+            prepared = replace(prepared, job=replace(prepared.job, detectors=running))
+            ((_, outcome),) = list(self.pool.run([prepared]))
             if isinstance(outcome, Done):
                 outcome.errors += blamed
                 return outcome
-            if outcome.stage == DECODING:
+            if outcome.stage == DECODING:  # before any detector: the picture's own failure
                 return Done(failure=(outcome.kind, outcome.message))
             self.disabled.add(outcome.stage)
-            blamed.append(outcome.error_row(job))
+            blamed.append(outcome.error_row(prepared))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        done = [pickle.dumps(self.judge(pickle.loads(raw))) for raw in batch["job"]]
+        done = [pickle.dumps(self.judge(pickle.loads(raw))) for raw in batch["prepared"]]
         return {"index": batch["index"], "done": np.array(done, dtype=object)}
 
 
@@ -289,13 +314,23 @@ class RayPipeline(Pipeline):
         running = [d.name for d in self.detectors if d.name not in self.disabled]
         payload = pickle.dumps((running, self.settings, self._settings))
         rows = [{"index": i, "job": pickle.dumps(job)} for i, job in enumerate(jobs)]
+        needs = frozenset().union(*(d.needs for d in self.detectors if d.name in running))
         dataset = ray.data.from_items(rows, override_num_blocks=min(len(rows), 4 * self.actors))
-        results = dataset.map_batches(
+        # Half a CPU each for the decoding tasks and the detector actors: actors hold their CPU
+        # for the whole dataset, and with a whole CPU each no task could run beside them.
+        prepared = dataset.map_batches(
+            prepare_pictures,
+            fn_args=(pickle.dumps((self.settings, needs)),),
+            batch_size=1,
+            num_cpus=0.5,
+            batch_format="numpy",
+        )
+        results = prepared.map_batches(
             Judge,
             fn_constructor_args=(payload, 1),
             batch_size=1,
             concurrency=min(self.actors, len(jobs)),
-            num_cpus=1,
+            num_cpus=0.5,
             batch_format="numpy",
         )
         returned: set[int] = set()

@@ -1,8 +1,10 @@
 """The work done on one image: decode it, describe it (image row, ELA PNG), run the detectors
 it still needs. The same function runs in a worker process (scanner.workers) or, with
-SCANNER_WORKERS=0, in the scanning process itself.
+SCANNER_WORKERS=0, in the scanning process itself. The Ray engine splits it in two: prepare()
+(decode, describe, views) in Ray tasks, then work() on the Prepared picture in its detector
+actors.
 
-Everything it returns is plain records, so that it can cross a pipe: no Sample, no image.
+What work() returns is plain records, so that it can cross a pipe: no Sample, no image.
 """
 
 from __future__ import annotations
@@ -130,17 +132,39 @@ def run_detector(detector: Detector, sample: Sample, settings: dict) -> VerdictR
     )
 
 
-def work(
-    job: Job,
-    detectors: Sequence[Detector],
-    settings: Settings,
-    detector_settings: dict[str, dict],
-    stage: Callable[[str], None] = lambda name: None,
-) -> Done:
-    """Decode `job`'s picture once and run what it needs. `stage(name)` hears of each step
-    before it starts (DECODING, then each detector's name): a worker's parent uses it to blame
-    the right step when the work runs out of time or memory."""
-    stage(DECODING)
+@dataclass
+class Prepared:
+    """A job's picture decoded and described, with the views its detectors need computed:
+    what one process hands another so that the second runs only the detectors (the Ray
+    engine's decoding tasks and detector actors). Pickles with the picture's pixels."""
+
+    job: Job
+    sample: Sample
+    done: Done  # the image row, ELA record and damage found while decoding; no verdicts yet
+
+    # What a worker pool reads from a job.
+    @property
+    def path(self) -> str:
+        return self.job.path
+
+    @property
+    def sha256(self) -> str:
+        return self.job.sha256
+
+    @property
+    def pixels(self) -> int:
+        return self.job.pixels
+
+    @property
+    def detectors(self) -> tuple[str, ...]:
+        return self.job.detectors
+
+
+def prepare(job: Job, settings: Settings, needs: frozenset[str] | None = None) -> Prepared | Done:
+    """Decode `job`'s picture and describe it if the job asks; a Done with the failure if it
+    cannot be decoded. With `needs` (the union of its detectors' `needs`), the views in it are
+    computed now rather than when a detector first asks, and the rest dropped: the picture is
+    about to leave this process."""
     try:
         rgb, fmt, damage = decode_salvaging(job.data)
     except ImageError as exc:
@@ -151,8 +175,36 @@ def work(
     done = Done(damage=damage)
     if job.describe:
         done.image, done.ela = describe(sample, settings)
+    if needs is not None:
+        if "faces" in needs:
+            sample.faces()
+        if "ela" in needs:
+            sample.ela()
+        else:  # describe's full-size difference image, which no detector will read
+            sample._ela.clear()
+    return Prepared(job, sample, done)
+
+
+def work(
+    job: Job | Prepared,
+    detectors: Sequence[Detector],
+    settings: Settings,
+    detector_settings: dict[str, dict],
+    stage: Callable[[str], None] = lambda name: None,
+) -> Done:
+    """Decode `job`'s picture once (unless it comes prepared) and run what it needs.
+    `stage(name)` hears of each step before it starts (DECODING, then each detector's name): a
+    worker's parent uses it to blame the right step when the work runs out of time or memory."""
+    if isinstance(job, Prepared):
+        prepared = job
+    else:
+        stage(DECODING)
+        prepared = prepare(job, settings)
+        if isinstance(prepared, Done):
+            return prepared
+    done, sample = prepared.done, prepared.sample
     for detector in detectors:
-        if detector.name not in job.detectors:
+        if detector.name not in prepared.job.detectors:
             continue
         stage(detector.name)
         outcome = run_detector(detector, sample, detector_settings.get(detector.name, {}))

@@ -185,3 +185,46 @@ def test_with_follow_links_a_link_loop_is_walked_once_as_in_the_plain_walk(
     # the number of paths do not.
     assert len(got["files"]) == len(expected["files"])
     assert set(got["files"].values()) == set(expected["files"].values())
+
+
+def test_pictures_are_decoded_in_the_tasks_and_only_judged_in_the_actors(tmp_path, monkeypatch):
+    """The two Ray steps called in this process: the task's output, judged by an actor whose
+    decoder is taken away, gives the verdicts that the plain engine's work() gives."""
+    import pickle
+
+    import numpy as np
+
+    import scanner.work
+    from scanner.config import Settings
+    from scanner.ray_engine import Judge, prepare_pictures
+    from scanner.work import Job, Prepared, work
+
+    data = jpeg_bytes(photo(3), 80)
+    path = tmp_path / "a.jpg"
+    path.write_bytes(data)
+    names = ("metadata", "copy-move")
+    job = Job(str(path), __import__("hashlib").sha256(data).hexdigest(), b"", names, True)
+    settings = Settings(workers=0)
+    batch = {"index": np.array([0]), "job": np.array([pickle.dumps(job)], dtype=object)}
+    payload = pickle.dumps((settings, frozenset({"rgb", "bytes", "faces"})))
+    (raw,) = prepare_pictures(batch, payload)["prepared"]
+    prepared = pickle.loads(raw)
+    assert isinstance(prepared, Prepared) and prepared.sample.size == (320, 240)
+    assert prepared.done.image is not None and prepared.done.ela is not None
+    assert prepared.sample._faces == []  # the faces view computed in the task (none here)
+    assert not prepared.sample._ela  # the full-size ELA difference, which no detector needs
+
+    judge = Judge(pickle.dumps((list(names), settings, {})), 1)
+    expected = work(Job(str(path), job.sha256, data, names, True), judge.detectors, settings, {})
+
+    def no_decoding_here(*args, **kwargs):
+        raise AssertionError("the actor decoded the picture")
+
+    monkeypatch.setattr(scanner.work, "decode_salvaging", no_decoding_here)
+    (done_raw,) = judge({"index": np.array([0]), "prepared": np.array([raw], dtype=object)})["done"]
+    done = pickle.loads(done_raw)
+    assert done.failure is None and not done.errors
+    got = sorted((v.detector, v.label, v.score, v.details) for v in done.verdicts)
+    assert got == sorted((v.detector, v.label, v.score, v.details) for v in expected.verdicts)
+    assert len(got) == 2
+    assert done.image == expected.image and done.ela == expected.ela
