@@ -3,6 +3,7 @@
     python -m export.evaluate_models copy-move  # issue 11's bar (export/evaluate_tampering.py)
     python -m export.evaluate_models splicing   # the same for the splicing network
     python -m export.evaluate_models dct-splicing  # the same for the DCT-domain network
+    python -m export.evaluate_models tampering-fusion  # copy-move and dct-splicing combined
     python -m export.evaluate_models face-blend  # issue 12's bar (export/evaluate_faces.py)
     python -m export.evaluate_models faces     # the scan's face finder: recall, time
     python -m export.evaluate_models ela-cnn   # CASIA v1: as-is, re-compressed, pixel F1
@@ -324,6 +325,7 @@ def main(argv=None) -> None:
             "copy-move",
             "splicing",
             "dct-splicing",
+            "tampering-fusion",
             "face-blend",
             "faces",
             "ela-cnn",
@@ -367,6 +369,10 @@ def main(argv=None) -> None:
             detector.model_dir = args.model_dir
         detector.load()
         report(detector, copy_moves_only=args.model == "copy-move")
+    elif args.model == "tampering-fusion":
+        from export.evaluate_tampering import fusion
+
+        fusion()
     elif args.model == "face-blend":
         from export.evaluate_faces import report as face_report
         from scanner_plugins.face_blend import FaceBlend
