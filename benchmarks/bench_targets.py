@@ -7,7 +7,8 @@ A realistic mix is generated (never committed): `--small` photo-like JPEGs of CA
 - floor: decode each file and compute its ELA (one JPEG encode and decode at q90), in as many
   processes as the machine has cores: the least any scan pays. The default `scanner scan`
   (every detector on by default, SCANNER_WORKERS = cores) in images/s against it;
-- the same scan with 2 worker processes against 1;
+- the same scan with 2 worker processes against 1 (as it runs: its OpenCV and onnxruntime
+  threads on every core; and held to one core, how the work itself scales with processes);
 - the seed's loop (Pillow ELA, resize to 128, Keras `model.predict` on one image at a time,
   the seed's 29.5M-parameter network) against `scanner scan -d ela-cnn`; needs the export
   extra (TensorFlow), `--skip-seed` leaves it out;
@@ -82,10 +83,15 @@ def floor(paths: list[Path], processes: int) -> float:
 
 
 def scan(
-    folder: Path, workers: int, detectors: list[str], extra: tuple[str, ...] = ()
+    folder: Path,
+    workers: int,
+    detectors: list[str],
+    extra: tuple[str, ...] = (),
+    one_core: bool = False,
 ) -> tuple[float, int]:
     """Seconds and peak PSS of `scanner scan` (with `extra` options) in a fresh process (its
-    start-up excluded by timing a scan of an empty folder first and subtracting it)."""
+    start-up excluded by timing a scan of an empty folder first and subtracting it);
+    `one_core`: the scan and its workers held to the first core (Linux)."""
     env = os.environ | {"SCANNER_WORKERS": str(workers)}
     args = [arg for name in detectors for arg in ("-d", name)] + list(extra)
 
@@ -96,6 +102,7 @@ def scan(
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=(lambda: os.sched_setaffinity(0, {0})) if one_core else None,
         )
         peak = [0]
         done = threading.Event()
@@ -159,6 +166,15 @@ def main() -> None:
         one_s, _ = scan(mix, 1, default)
         two_s, _ = scan(mix, 2, default)
         print(f"2 workers / 1 worker:                    {one_s / two_s:5.2f}x (target >= 1.7x)")
+        if hasattr(os, "sched_setaffinity") and cores >= 2:
+            # One worker already spreads OpenCV's and onnxruntime's threads over every core,
+            # so the line above is processes against threads; held to one core, the single
+            # worker shows how far the work itself scales with processes.
+            alone_s, _ = scan(mix, 1, default, one_core=True)
+            print(
+                f"2 workers / 1 worker held to one core:   {alone_s / two_s:5.2f}x "
+                "(the same work on one core: how it scales with processes)"
+            )
         if not args.skip_seed:
             try:
                 seed_s = seed_loop(paths)
