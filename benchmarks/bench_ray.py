@@ -1,5 +1,6 @@
 """Issue 16's throughput figures: `scanner scan --engine ray` with 1, 2 and 4 local Ray CPUs
-against the plain engine (worker processes, one per core), as ratios measured in one run.
+against the plain engine (worker processes, one per core), as ratios measured in one run, with
+pictures decoded in the detector actors (the default) and in Ray tasks (`--ray-decode tasks`).
 
     pip install -e '.[ray]'
     python benchmarks/bench_ray.py [--small 96] [--large 4]
@@ -26,6 +27,8 @@ from bench_targets import make_mix, scan  # noqa: E402
 
 from scanner.detectors import discover  # noqa: E402
 
+WHERE = {"actors": "", "tasks": ", decode in tasks"}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -43,7 +46,11 @@ def main() -> None:
         n = len(make_mix(folder, args.small, args.large))
         print(f"{n} images: {args.small} of 384x256, {args.large} of 4000x3000\n")
         runs = [("plain engine", ())] + [
-            (f"ray, {c} CPU{'s' if c > 1 else ''}", ("--engine", "ray", "--ray-cpus", str(c)))
+            (
+                f"ray, {c} CPU{'s' if c > 1 else ''}" + WHERE[decode],
+                ("--engine", "ray", "--ray-cpus", str(c), "--ray-decode", decode),
+            )
+            for decode in ("actors", "tasks")
             for c in (1, 2, 4)
         ]
         rates = {}
@@ -53,7 +60,7 @@ def main() -> None:
             wall = time.perf_counter() - started
             rates[label] = n / seconds
             print(
-                f"{label:16s} {rates[label]:6.1f} images/s "
+                f"{label:30s} {rates[label]:6.1f} images/s "
                 f"({rates[label] / rates['plain engine']:.2f}x the plain engine; "
                 f"both scans with start-up {wall:.0f} s)",
                 flush=True,

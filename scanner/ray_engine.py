@@ -6,20 +6,23 @@ Each batch of paths goes through Ray twice. First, Ray tasks read and hash the f
 SHA-256 and the size from the header, never the bytes). Then the scanning process (Ray's
 driver) does what needs the database, with Pipeline's own code, unchanged: the unchanged-file
 check, duplicates, claims, and storing in batches. Last, each batch becomes a Ray Data
-dataset mapped twice: `prepare_pictures` tasks read each picture again on their node, check
-that its SHA-256 is still the one the driver decided on, and run scanner.work.prepare (decode
-once, the image row and ELA record, the views the detectors need: faces, ELA); then a pool
-of `Judge` actors, each holding the detectors loaded once (one onnxruntime session per model
-per actor, its threads set to the actor's CPUs), run scanner.work.work on the prepared
-picture in a worker process of their own (scanner.workers.WorkerPool), which keeps the plain
-engine's time and memory limits per picture for the detectors. Before all this, the folders
-are listed by Ray tasks too (`list_folders`: the plain walk's scanner.files.list_folder),
-each folder's subfolders sent out as soon as it is listed.
-
-Decoding in tasks costs a transfer: a decoded picture crosses the object store to an actor
-(36 MB for 12 megapixels; zero-copy on one node, a network copy between nodes). Decoding is
-bounded by Pillow's decompression-bomb limit (a picture over about 179 megapixels is refused
-before it is decoded), not by the per-picture time limit, which guards the detectors.
+dataset mapped by a pool of `Judge` actors, each holding the detectors loaded once (one
+onnxruntime session per model per actor, its threads set to the actor's CPUs). Where the
+pictures are decoded is the user's choice (`--ray-decode`):
+- `actors` (the default): each actor reads the picture again on its node, checks that its
+  SHA-256 is still the one the driver decided on, and runs scanner.work.work (decode once,
+  ELA, views, every detector) in a worker process of its own (scanner.workers.WorkerPool),
+  which keeps the plain engine's time and memory limits per picture. Only file bytes travel.
+- `tasks`: `prepare_pictures` Ray Data tasks do the reading, the check and
+  scanner.work.prepare (decode, image row and ELA record, the views the detectors need: faces,
+  ELA), and the actors run only the detectors on the prepared picture (in their worker
+  process, with the limits). Decoding then scales apart from the detectors (CPU nodes for
+  decoding, others for the models), but each decoded picture crosses the object store (36 MB
+  for 12 megapixels, a network copy between nodes): on one 2-core machine it was about 0.7x
+  as fast and held about 3x the memory (README). Decoding in tasks is bounded by Pillow's
+  decompression-bomb limit (about 179 megapixels), not by the per-picture time limit.
+Before all this, the folders are listed by Ray tasks too (`list_folders`: the plain walk's
+scanner.files.list_folder), each folder's subfolders sent out as soon as it is listed.
 
 A picture that cannot be decoded, or a detector that fails on it, is an error row exactly as
 in the plain engine (work() decides); anything else that escapes work() is caught in the
@@ -54,6 +57,9 @@ RAY_BATCH = 256
 
 # Paths per reading task: enough to amortise a task's start, few enough to spread a batch.
 READ_BATCH = 16
+# Memory a decoding task asks Ray for: a 12-megapixel picture decoded, its ELA and the copies
+# on their way out (Ray schedules by it; it is not a limit).
+DECODING_MEMORY = 512 * 2**20
 # Folders per listing task: a tree's folders are listed in parallel, level after level.
 LIST_BATCH = 8
 
@@ -137,45 +143,53 @@ class Judge:
             one = replace(self.settings, workers=1)
             self.pool = WorkerPool(self.detectors, one, self.detector_settings, threads)
 
-    def judge(self, prepared: Prepared | Done) -> Done:
-        if isinstance(prepared, Done):  # it could not be read or decoded
-            return prepared
+    def judge(self, item: Job | Prepared | Done) -> Done:
+        """The detectors' verdicts on one picture: a Job (read again here if it comes without
+        its bytes, and decoded here), a Prepared (decoded by a task), or a Done (it could not be
+        read or decoded)."""
+        if isinstance(item, Job) and not item.data:
+            item = read_again(item)
+        if isinstance(item, Done):
+            return item
         try:
             if self.pool is None:
-                done = work(prepared, self.detectors, self.settings, self.detector_settings)
+                done = work(item, self.detectors, self.settings, self.detector_settings)
             else:
-                done = self.isolated(prepared)
+                done = self.isolated(item)
         except BaseException as exc:  # noqa: BLE001 - this picture's failure, not the job's
             return Done(failure=("crashed", f"{type(exc).__name__}: {exc}"))
         if not done.failure:
             done.errors += [
-                ErrorRecord(
-                    prepared.path, "detector-error", f"not loaded: {why}", name, prepared.sha256
-                )
+                ErrorRecord(item.path, "detector-error", f"not loaded: {why}", name, item.sha256)
                 for name, why in self.unloaded.items()
-                if name in prepared.detectors
+                if name in item.detectors
             ]
         return done
 
-    def isolated(self, prepared: Prepared) -> Done:
+    def isolated(self, item: Job | Prepared) -> Done:
         """work() in the actor's worker process. A detector that overruns the limits gets an
         error row and is left out for the rest of this actor's life, and the picture is worked
-        on again without it, as Pipeline._work does."""
+        on again without it, as Pipeline._work does; an overrun while decoding fails the
+        picture."""
         blamed: list[ErrorRecord] = []
         while True:
-            running = tuple(n for n in prepared.detectors if n not in self.disabled)
-            prepared = replace(prepared, job=replace(prepared.job, detectors=running))
-            ((_, outcome),) = list(self.pool.run([prepared]))
+            running = tuple(n for n in item.detectors if n not in self.disabled)
+            if isinstance(item, Prepared):
+                item = replace(item, job=replace(item.job, detectors=running))
+            else:
+                item = replace(item, detectors=running)
+            ((_, outcome),) = list(self.pool.run([item]))
             if isinstance(outcome, Done):
                 outcome.errors += blamed
                 return outcome
-            if outcome.stage == DECODING:  # before any detector: the picture's own failure
+            if outcome.stage == DECODING:
                 return Done(failure=(outcome.kind, outcome.message))
             self.disabled.add(outcome.stage)
-            blamed.append(outcome.error_row(prepared))
+            blamed.append(outcome.error_row(item))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        done = [pickle.dumps(self.judge(pickle.loads(raw))) for raw in batch["prepared"]]
+        column = "prepared" if "prepared" in batch else "job"
+        done = [pickle.dumps(self.judge(pickle.loads(raw))) for raw in batch[column]]
         return {"index": batch["index"], "done": np.array(done, dtype=object)}
 
 
@@ -221,9 +235,13 @@ class RayPipeline(Pipeline):
         *args,
         address: str | None = None,
         cpus: int | None = None,
+        decode: str = "actors",
         **kwargs,
     ):
         super().__init__(db, detectors, settings, *args, **kwargs)
+        if decode not in ("actors", "tasks"):
+            raise ValueError(f"decode must be 'actors' or 'tasks', not {decode!r}")
+        self.decode = decode
         self.actors = start(address, cpus)
 
     def list_files(self, roots, follow_links: bool = False) -> list[str]:
@@ -305,34 +323,9 @@ class RayPipeline(Pipeline):
         return outcomes
 
     def _work(self, jobs: list[Job]) -> Iterator[tuple[Job, Done]]:
-        import ray.data
-
         if not jobs:
             return
-        # Names, not the loaded detectors: the actors' constructor arguments stay small (a
-        # model's bytes would go through the object store to every actor).
-        running = [d.name for d in self.detectors if d.name not in self.disabled]
-        payload = pickle.dumps((running, self.settings, self._settings))
-        rows = [{"index": i, "job": pickle.dumps(job)} for i, job in enumerate(jobs)]
-        needs = frozenset().union(*(d.needs for d in self.detectors if d.name in running))
-        dataset = ray.data.from_items(rows, override_num_blocks=min(len(rows), 4 * self.actors))
-        # Half a CPU each for the decoding tasks and the detector actors: actors hold their CPU
-        # for the whole dataset, and with a whole CPU each no task could run beside them.
-        prepared = dataset.map_batches(
-            prepare_pictures,
-            fn_args=(pickle.dumps((self.settings, needs)),),
-            batch_size=1,
-            num_cpus=0.5,
-            batch_format="numpy",
-        )
-        results = prepared.map_batches(
-            Judge,
-            fn_constructor_args=(payload, 1),
-            batch_size=1,
-            concurrency=min(self.actors, len(jobs)),
-            num_cpus=0.5,
-            batch_format="numpy",
-        )
+        results = self.plan(jobs)
         returned: set[int] = set()
         try:
             for row in results.iter_rows():
@@ -346,3 +339,38 @@ class RayPipeline(Pipeline):
             for index, job in enumerate(jobs):
                 if index not in returned:
                     yield job, Done(failure=("crashed", message))
+
+    def plan(self, jobs: list[Job]):
+        """The Ray dataset that judges `jobs`: rows of (index, pickled Done)."""
+        import ray.data
+
+        # Names, not the loaded detectors: the actors' constructor arguments stay small (a
+        # model's bytes would go through the object store to every actor).
+        running = [d.name for d in self.detectors if d.name not in self.disabled]
+        payload = pickle.dumps((running, self.settings, self._settings))
+        rows = [{"index": i, "job": pickle.dumps(job)} for i, job in enumerate(jobs)]
+        dataset = ray.data.from_items(rows, override_num_blocks=min(len(rows), 4 * self.actors))
+        if self.decode == "tasks":
+            needs = frozenset().union(*(d.needs for d in self.detectors if d.name in running))
+            # Half a CPU each for the decoding tasks and the detector actors: actors hold their
+            # CPU for the whole dataset, and with a whole CPU each no task could run beside
+            # them. The tasks also ask for the memory a decoded picture takes: besides being
+            # true, resources unlike the actors' keep Ray Data from fusing the two steps into
+            # one actor (it fuses a task step into the actor step after it when their remote
+            # arguments match), which would decode in the actors after all.
+            dataset = dataset.map_batches(
+                prepare_pictures,
+                fn_args=(pickle.dumps((self.settings, needs)),),
+                batch_size=1,
+                num_cpus=0.5,
+                memory=DECODING_MEMORY,
+                batch_format="numpy",
+            )
+        return dataset.map_batches(
+            Judge,
+            fn_constructor_args=(payload, 1),
+            batch_size=1,
+            concurrency=min(self.actors, len(jobs)),
+            num_cpus=0.5 if self.decode == "tasks" else 1,
+            batch_format="numpy",
+        )

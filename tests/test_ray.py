@@ -54,12 +54,14 @@ def _stored(url: str, root) -> dict:
     return {"files": files, "verdicts": verdicts, "errors": errors}
 
 
-def test_the_ray_engine_stores_what_the_plain_engine_stores(image_dir, registry, tmp_path):
+@pytest.mark.parametrize("decode", ["actors", "tasks"])
+def test_the_ray_engine_stores_what_the_plain_engine_stores(image_dir, registry, tmp_path, decode):
     registry.add("test-red", "sample_detectors:Redness")
     registry.add("test-explodes", "sample_detectors:Explodes")
     plain, ray = f"sqlite:///{tmp_path / 'plain.db'}", f"sqlite:///{tmp_path / 'ray.db'}"
     _scan(image_dir, plain, registry)
-    done = _scan(image_dir, ray, registry, "--engine", "ray", "--ray-cpus", "2")
+    ray_options = ("--engine", "ray", "--ray-cpus", "2", "--ray-decode", decode)
+    done = _scan(image_dir, ray, registry, *ray_options)
     assert "Traceback" not in done.stderr and "core_worker" not in done.stderr, done.stderr
 
     expected, got = _stored(plain, image_dir), _stored(ray, image_dir)
@@ -228,3 +230,31 @@ def test_pictures_are_decoded_in_the_tasks_and_only_judged_in_the_actors(tmp_pat
     assert got == sorted((v.detector, v.label, v.score, v.details) for v in expected.verdicts)
     assert len(got) == 2
     assert done.image == expected.image and done.ela == expected.ela
+
+
+# The plan Ray Data runs for --ray-decode tasks, after its optimiser (which fuses a task step
+# into the actor step after it when it can: decoding would then happen in the actors).
+PLAN = """
+import contextlib, io, sys
+from scanner.config import Settings
+from scanner.ray_engine import RayPipeline
+from scanner.store import Database
+from scanner.work import Job
+pipeline = RayPipeline(Database(sys.argv[1]), [], Settings(), cpus=2, decode=sys.argv[2])
+plan = io.StringIO()
+with contextlib.redirect_stdout(plan):
+    pipeline.plan([Job("/x.jpg", "0" * 64, b"", (), True)]).explain()
+print(plan.getvalue().split("Physical Plan (Optimized)")[1])
+"""
+
+
+@pytest.mark.parametrize("decode", ["actors", "tasks"])
+def test_with_decoding_in_tasks_ray_data_keeps_the_decoding_tasks_apart(tmp_path, decode):
+    url = f"sqlite:///{tmp_path / 'plan.db'}"
+    done = subprocess.run(
+        [sys.executable, "-c", PLAN, url, decode], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ActorPoolMapOperator[MapBatches(Judge)]" in done.stdout
+    separate = "TaskPoolMapOperator[MapBatches(prepare_pictures)]" in done.stdout
+    assert separate == (decode == "tasks"), done.stdout

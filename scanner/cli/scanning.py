@@ -69,6 +69,11 @@ class Engine(str, Enum):
     ray = "ray"
 
 
+class RayDecode(str, Enum):
+    actors = "actors"
+    tasks = "tasks"
+
+
 class FilesPerSecond(ProgressColumn):
     """Files per second over the scan so far (rich's own speed is a short moving window)."""
 
@@ -139,6 +144,15 @@ def scan(
         int | None,
         typer.Option(min=1, help="--engine ray: CPUs to use (default: all the cluster has)."),
     ] = None,
+    ray_decode: Annotated[
+        RayDecode,
+        typer.Option(
+            help="--engine ray: where pictures are decoded: in the detector actors (actors: "
+            "only the file crosses the object store) or in Ray tasks of their own (tasks: "
+            "decoding scales apart from the detectors, but each decoded picture crosses the "
+            "object store; slower and 3x the memory on one machine, see the README).",
+        ),
+    ] = RayDecode.actors,
 ) -> None:
     """Scan files and folders once; store verdicts, ELA images and errors.
 
@@ -160,7 +174,7 @@ def scan(
     }
     ray = None
     if engine is Engine.ray:
-        ray = {"address": ray_address, "cpus": ray_cpus}
+        ray = {"address": ray_address, "cpus": ray_cpus, "decode": ray_decode.value}
         if batch_size is None:  # each batch is one Ray dataset, with its own actor pool
             from scanner.ray_engine import RAY_BATCH
 
