@@ -116,7 +116,8 @@ def prepare_pictures(batch: dict[str, np.ndarray], payload: bytes) -> dict[str, 
 
 class Judge:
     """A Ray Data actor: the detectors, loaded once by name (as installed on its node, the
-    way the scanning process loads them), run on one prepared picture at a time."""
+    way the scanning process loads them), run on one picture at a time: decoded here, or
+    prepared by a `prepare_pictures` task."""
 
     def __init__(self, payload: bytes, threads: int):
         import cv2

@@ -1,8 +1,8 @@
 """The work done on one image: decode it, describe it (image row, ELA PNG), run the detectors
 it still needs. The same function runs in a worker process (scanner.workers) or, with
-SCANNER_WORKERS=0, in the scanning process itself. The Ray engine splits it in two: prepare()
-(decode, describe, views) in Ray tasks, then work() on the Prepared picture in its detector
-actors.
+SCANNER_WORKERS=0, in the scanning process itself. The Ray engine with `--ray-decode tasks`
+splits it in two: prepare() (decode, describe, views) in Ray tasks, then work() on the
+Prepared picture in its detector actors.
 
 What work() returns is plain records, so that it can cross a pipe: no Sample, no image.
 """
