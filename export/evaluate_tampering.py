@@ -211,7 +211,7 @@ def fusion() -> None:
                 d.name: np.array([scored[str(Path(p).resolve())][d.name] for p, _ in items])
                 for d in detectors
             }
-            rules = {name: scores for name, scores in per.items()}
+            rules = dict(per)
             rules["max(copy-move, dct-splicing)"] = np.maximum(
                 per["copy-move"], per["dct-splicing"]
             )
