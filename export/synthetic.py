@@ -63,3 +63,37 @@ def splice_pair(
     final = int(rng.integers(70, 99))
     target = (np.asarray(mask) > 127).astype(np.float32)
     return jpeg_roundtrip(host, final), jpeg_roundtrip(tampered, final), target
+
+
+def object_paste(
+    host: Image.Image, source: Image.Image, mask: np.ndarray, rng: np.random.Generator
+) -> tuple[Image.Image, np.ndarray] | None:
+    """(host with the region `mask` marks in `source` pasted at a random place, the pasted
+    region as float32 0/1), or None when the region is empty or too large to move.
+
+    `source` and `mask` are a tampered training photo and its ground truth: the region is an
+    object a person cut out of another photo, with the outline and edges such cuts have,
+    which a blob (region_mask) lacks. Pasted into another authentic photo, perhaps rescaled,
+    it makes a new splice of the kind the detector must find, with the host's background."""
+    ys, xs = np.nonzero(mask > 0.5)
+    if len(xs) < 64:
+        return None
+    box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+    piece = source.crop(box)
+    cut = Image.fromarray((mask[box[1] : box[3], box[0] : box[2]] > 0.5).astype(np.uint8) * 255)
+    scale = rng.uniform(0.6, 1.2) if rng.random() < 0.5 else 1.0
+    size = (max(4, round(piece.width * scale)), max(4, round(piece.height * scale)))
+    if size[0] >= host.width or size[1] >= host.height:
+        return None
+    if size != piece.size:
+        piece = piece.resize(size, Image.Resampling.BICUBIC)
+        cut = cut.resize(size, Image.Resampling.BILINEAR)
+    if rng.random() < 0.3:  # a feathered edge, as some cuts have
+        cut = cut.filter(ImageFilter.GaussianBlur(1.0))
+    left = int(rng.integers(0, host.width - size[0] + 1))
+    top = int(rng.integers(0, host.height - size[1] + 1))
+    tampered = host.copy()
+    tampered.paste(piece, (left, top), cut)
+    target = np.zeros((host.height, host.width), np.float32)
+    target[top : top + size[1], left : left + size[0]] = np.asarray(cut) > 127
+    return tampered, target

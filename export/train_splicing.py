@@ -3,6 +3,7 @@ check parity, choose the threshold on real photos it never saw (plugins/splicing
 
     pip install -e '.[export]'
     python -m export.train_splicing          # writes plugins/splicing/: model.onnx, .npz, .json
+    python -m export.train_splicing --object-pastes --out DIR   # the card's object-paste trial
 
 Data: CASIA v1's training split (split by source photo; tampered with or without a mask, and
 authentic), plus synthetic splices (export/synthetic.py) made from CASIA's authentic training
@@ -100,8 +101,10 @@ def cells(mask: np.ndarray | None) -> np.ndarray:
     return m.reshape(SIZE[1] // CELL, CELL, SIZE[0] // CELL, CELL).mean(axis=(1, 3))[..., None]
 
 
-def examples(train: list[dict], hosts: list[Image.Image], epoch: int):
-    """One epoch's (images, labels, cell targets, cell weights), shuffled and seeded."""
+def examples(train: list[dict], hosts: list[Image.Image], epoch: int, objects=()):
+    """One epoch's (images, labels, cell targets, cell weights), shuffled and seeded.
+    `objects`: (tampered photo, mask) pairs whose marked regions are pasted into hosts in place
+    of half the blob splices (--object-pastes)."""
     rng = np.random.default_rng(SEED + epoch)
     xs, ys, targets, weights = [], [], [], []
     for item in train:
@@ -115,8 +118,15 @@ def examples(train: list[dict], hosts: list[Image.Image], epoch: int):
         donor = hosts[int(rng.integers(len(hosts)))]
         if donor is host:
             continue
-        # The clean half of the pair is not used: the host is already among CASIA's photos.
-        _, tampered, mask = synthetic.splice_pair(host, donor.resize(host.size), rng)
+        pasted = None
+        if objects and rng.random() < 0.5:
+            source, region = objects[int(rng.integers(len(objects)))]
+            pasted = synthetic.object_paste(host, source, region, rng)
+        if pasted is not None:
+            tampered, mask = pasted
+        else:
+            # The clean half of the pair is not used: the host is already among CASIA's photos.
+            _, tampered, mask = synthetic.splice_pair(host, donor.resize(host.size), rng)
         x, m = resaved(tampered, mask * 255, rng)
         xs.append(x), ys.append(1), targets.append(cells(m / 255)), weights.append(1.0)
     order = rng.permutation(len(xs))
@@ -172,6 +182,11 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--object-pastes",
+        action="store_true",
+        help="half the synthetic splices paste a training photo's tampered region (its mask)",
+    )
     args = parser.parse_args(argv)
     keras.utils.set_random_seed(SEED)
     tf.config.experimental.enable_op_determinism()
@@ -180,6 +195,9 @@ def main(argv=None) -> None:
     train = [i for i in items if i["split"] == "train"]
     val = [i for i in items if i["split"] == "validation"]
     hosts = [decode(Path(i["path"]).read_bytes())[0] for i in train if i["label"] == 0]
+    objects = []
+    if args.object_pastes:
+        objects = [data.casia_image(i) for i in train if i["label"] == 1 and i["mask"]]
     model = pretrained()
     steps = args.epochs * ((len(train) + len(hosts)) // 16 + 1)
     schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, steps)
@@ -190,7 +208,7 @@ def main(argv=None) -> None:
     )
     for epoch in range(args.epochs):
         start = time.time()
-        x, y, t, w = examples(train, hosts, epoch)
+        x, y, t, w = examples(train, hosts, epoch, objects)
         history = model.fit(
             x,
             {"score": y, "heatmap": t},

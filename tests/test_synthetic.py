@@ -21,3 +21,22 @@ def test_a_pair_differs_only_where_the_mask_says():
         near = Image.fromarray((mask * 255).astype(np.uint8)).filter(ImageFilter.MaxFilter(65))
         assert (diff[np.asarray(near) == 0] == 0).all()
         assert diff[mask > 0].mean() > 5
+
+
+def test_an_object_paste_moves_exactly_the_marked_region():
+    rng = np.random.default_rng(1)
+    host, source = photo(3, (384, 256)), photo(60, (384, 256))
+    region = np.zeros((256, 384), np.float32)
+    region[40:100, 200:260] = 1  # the "object" of a tampered photo, as its mask marks it
+    pasted = None
+    while pasted is None:  # a rescale can make the region too large to move: draw again
+        pasted = synthetic.object_paste(host, source, region, rng)
+    tampered, target = pasted
+    assert tampered.size == host.size and target.shape == (256, 384)
+    changed = np.abs(np.asarray(tampered, float) - np.asarray(host, float)).max(axis=2) > 0
+    # The pasted object, at most feathered by a pixel or two, and nothing else.
+    near = Image.fromarray((target * 255).astype(np.uint8)).filter(ImageFilter.MaxFilter(5))
+    assert not changed[np.asarray(near) == 0].any()
+    assert changed[target > 0].mean() > 0.9
+    assert 0.9 * 0.6**2 * 3600 <= target.sum() <= 1.1 * 1.2**2 * 3600  # rescaled 0.6-1.2
+    assert synthetic.object_paste(host, source, np.zeros_like(region), rng) is None
