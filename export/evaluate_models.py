@@ -346,7 +346,7 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--model-dir",
         type=Path,
-        help="ela-cnn, ela-patchnet, srm-cnn, generated, splicing, dct-splicing: "
+        help="ela-cnn, ela-patchnet, srm-cnn, generated, splicing, dct-splicing, face-blend: "
         "the model.onnx and model.json to evaluate",
     )
     parser.add_argument(
@@ -378,6 +378,8 @@ def main(argv=None) -> None:
         from scanner_plugins.face_blend import FaceBlend
 
         detector = FaceBlend()
+        if args.model_dir:
+            detector.model_dir = args.model_dir
         detector.load()
         face_report(detector)
     elif args.model == "faces":

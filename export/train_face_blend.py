@@ -5,15 +5,16 @@ ONNX, check parity, choose the threshold on real faces it never saw (plugins/fac
     python -m export.train_face_blend        # writes plugins/face_blend/: model.onnx, .npz, .json
 
 One network, two heads on the pooled features of a face crop:
-- `blend`: trained on real faces only, each shown as it is (0) and self-blended (1,
-  export/self_blend.py): the boundary every face swap and face composite leaves;
+- `blend`: real faces, each shown as it is (0) and self-blended (1, export/self_blend.py: the
+  boundary every face swap and face composite leaves), and since version 1.2.0 the training
+  split's faces_ciplab Photoshop composites (1, twice each per epoch; `--no-composites`
+  leaves them out, the 1.1.0 recipe);
 - `generated`: real faces (0) against StyleGAN2 faces (1) of the training split.
 The detector's face score is the larger of the two. Real faces: the training splits of
-faces_ciplab/real and faces_stylegan2/real; no validation face, real or fake, and no
-faces_ciplab fake (Photoshop composites: the blend head must find them without seeing one) is
-ever shown. Every face of every class gets the same treatment before the network sees it: a
-random crop of 80-100% of its side, sometimes a shrink, a flip, and a final JPEG at q60-95, so
-neither the file's quality nor its size is a cue.
+faces_ciplab/real and faces_stylegan2/real; no validation face, real or fake, is ever shown.
+Every face of every class gets the same treatment before the network sees it: a random crop
+of 80-100% of its side, sometimes a shrink, a flip, and a final JPEG at q60-95, so neither the
+file's quality nor its size is a cue.
 
 The threshold is the lowest that flags at most 2% of the real faces of each set in the
 calibration half of the validation split (export/data.py: face_calibration); the other half is
@@ -82,8 +83,10 @@ def treated(rgb: Image.Image, rng: np.random.Generator) -> np.ndarray:
     return network_input(jpeg_roundtrip(rgb, int(rng.integers(60, 96))))
 
 
-def examples(reals: list[Image.Image], generated: list[Image.Image], epoch: int):
-    """One epoch: (inputs, blend labels, blend weights, generated labels, generated weights)."""
+def examples(reals: list[Image.Image], generated: list[Image.Image], epoch: int, composites=()):
+    """One epoch: (inputs, blend labels, blend weights, generated labels, generated weights).
+    `composites`: Photoshop composites, shown twice each to the blend head (real faces appear
+    twice too: as they are and self-blended)."""
     rng = np.random.default_rng(SEED + epoch)
     rows = []  # (input, blend label, blend weight, generated label, generated weight)
     for rgb in reals:
@@ -91,6 +94,8 @@ def examples(reals: list[Image.Image], generated: list[Image.Image], epoch: int)
         rows.append((treated(self_blend(rgb, rng)[0], rng), 1.0, 1.0, 0.0, 0.0))
     for rgb in generated:
         rows.append((treated(rgb, rng), 0.0, 0.0, 1.0, 1.0))
+    for rgb in [*composites, *composites]:
+        rows.append((treated(rgb, rng), 1.0, 1.0, 0.0, 0.0))
     order = rng.permutation(len(rows))
     columns = list(zip(*[rows[i] for i in order], strict=True))
     x = np.stack(columns[0])
@@ -110,6 +115,11 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--no-composites",
+        action="store_true",
+        help="self-blends only, as version 1.1.0: no faces_ciplab composite in training",
+    )
     args = parser.parse_args(argv)
     keras.utils.set_random_seed(SEED)
     tf.config.experimental.enable_op_determinism()
@@ -118,12 +128,19 @@ def main(argv=None) -> None:
     train = [i for i in faces if i["split"] == "train"]
     reals = load([i for i in train if i["label"] == 0])
     generated = load([i for i in train if i["label"] == 1 and i["set"] == "faces_stylegan2"])
+    composites = []
+    if not args.no_composites:  # training split only; validation composites stay unseen
+        composites = load([i for i in train if i["label"] == 1 and i["set"] == "faces_ciplab"])
     val = [i for i in faces if i["split"] == "validation"]
     val_images = load(val)
-    print(f"training: {len(reals)} real faces, {len(generated)} StyleGAN2 faces", flush=True)
+    print(
+        f"training: {len(reals)} real faces, {len(generated)} StyleGAN2 faces, "
+        f"{len(composites)} composites",
+        flush=True,
+    )
 
     model = pretrained()
-    steps = args.epochs * ((2 * len(reals) + len(generated)) // 16 + 1)
+    steps = args.epochs * ((2 * len(reals) + len(generated) + 2 * len(composites)) // 16 + 1)
     schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, steps)
     model.compile(
         optimizer=keras.optimizers.Adam(schedule),
@@ -131,7 +148,7 @@ def main(argv=None) -> None:
     )
     for epoch in range(args.epochs):
         start = time.time()
-        x, blend, blend_w, gen, gen_w = examples(reals, generated, epoch)
+        x, blend, blend_w, gen, gen_w = examples(reals, generated, epoch, composites)
         history = model.fit(
             x,
             {"blend": blend, "generated": gen},
@@ -164,7 +181,16 @@ def main(argv=None) -> None:
     probe = np.stack([network_input(i) for i in val_images[:4]])
     sets = [i["set"] for i in calibration]
     worst = ship(
-        model, args.out, probe, threshold, sets, flagged, 0.02, epochs=args.epochs, seed=SEED
+        model,
+        args.out,
+        probe,
+        threshold,
+        sets,
+        flagged,
+        0.02,
+        epochs=args.epochs,
+        seed=SEED,
+        composites=len(composites),
     )
     print(f"wrote {args.out}; Keras/ONNX max difference {worst:.1e}")
 

@@ -30,7 +30,7 @@ def network_input(face: Image.Image) -> np.ndarray:
 
 class FaceBlend(OnnxDetector):
     name = "face-blend"
-    version = "1.1.0"  # 1.1.0: faces found by MTCNN (more of them, other boxes)
+    version = "1.2.0"  # 1.2.0: trained on composites too; 1.1.0: faces found by MTCNN
     model_dir = HERE
     needs = frozenset({"faces"})
     threshold = 0.5  # replaced in load() by model.json's, chosen on held-out real faces
