@@ -277,7 +277,10 @@ def find_faces(rgb: Image.Image) -> list[tuple[int, int, int, int]]:
     small = rgb
     if scale < 1.0:  # shrunk before anything else: a 12 MP copy alone costs 27 ms
         size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
-        small = small.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+        # A box reduction by the whole integer factor, then bilinear over less than 2x: 7 ms
+        # for a 12 MP photo against 18 ms with reducing_gap 3, the boxes within a few pixels.
+        # The face sets' crops (at most 1.5x the search side) are shrunk by bilinear alone.
+        small = small.resize(size, Image.Resampling.BILINEAR, reducing_gap=1.0)
     small = small.convert("RGB")
     pad = round(FACE_SEARCH_PAD * max(small.size))
     pixels = np.pad(np.asarray(small), ((pad, pad), (pad, pad), (0, 0)), mode="edge")

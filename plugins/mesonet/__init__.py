@@ -64,7 +64,7 @@ class _Meso(Detector):
 
 class Meso4(_Meso):
     name = "meso4"
-    version = "1.1.0"  # 1.1.0: faces found by MTCNN (more of them, other boxes)
+    version = "1.1.1"  # 1.1.1: faster face search shrink (boxes in large photos move a little)
     model_file = "meso4.onnx"
     env_var = "SCANNER_MESO4_MODEL"
     description = "Meso-4 on each face (largest score wins); n/a without a face."
@@ -72,7 +72,7 @@ class Meso4(_Meso):
 
 class MesoInception4(_Meso):
     name = "mesoinception4"
-    version = "1.1.0"  # 1.1.0: faces found by MTCNN (more of them, other boxes)
+    version = "1.1.1"  # 1.1.1: faster face search shrink (boxes in large photos move a little)
     model_file = "mesoinception4.onnx"
     env_var = "SCANNER_MESOINCEPTION4_MODEL"
     description = "MesoInception-4 on each face (largest score wins); n/a without a face."
