@@ -126,7 +126,8 @@ def main() -> None:
     print("Leave one generator out, ROC AUC of its fakes against validation reals (q85):")
     print("| features | penalty | " + " | ".join(FAMILIES) + " | mean |")
     print("|---|---|" + "---|" * (len(FAMILIES) + 1))
-    for name, columns in groups(widths).items():
+    feature_groups = groups(widths)
+    for name, columns in feature_groups.items():
         for penalty in PENALTIES:
             aucs = []
             for left in FAMILIES:
@@ -142,7 +143,7 @@ def main() -> None:
                 aucs.append(roc_auc(scores, label[chosen]))
             cells = " | ".join(f"{a:.3f}" for a in aucs)
             print(f"| {name} | {penalty:g} | {cells} | {np.mean(aucs):.3f} |", flush=True)
-    faceless(train_x, scored_x, label, family, split, train, groups(widths))
+    faceless(train_x, scored_x, label, family, split, train, feature_groups)
 
 
 FACE_SETS = ("stylegan2", "ciplab")  # the families whose pictures are faces, either class
@@ -160,11 +161,11 @@ def faceless(train_x, scored_x, label, family, split, train, feature_groups) -> 
     faces = np.isin(family, FACE_SETS)
     print("\nStyleGAN2 left out with no face at all in training, ROC AUC (q85):")
     print("| features | penalty | against real faces | against other reals |\n|---|---|---|---|")
+    y = np.repeat(label[keep], VIEWS)
     for name, columns in feature_groups.items():
+        x = train_x[np.searchsorted(train, keep)][:, :, columns].reshape(-1, len(columns))
+        usable = np.abs(x).sum(1) > 0
         for penalty in PENALTIES[1:3]:
-            x = train_x[np.searchsorted(train, keep)][:, :, columns].reshape(-1, len(columns))
-            y = np.repeat(label[keep], VIEWS)
-            usable = np.abs(x).sum(1) > 0
             weights, mean, scale = ridge(x[usable], y[usable], penalty)
             cells = []
             for against in (reals & faces, reals & ~faces):
