@@ -353,6 +353,11 @@ class Sample:
     def ela_max_diff(self, quality: int | None = None) -> int:
         return self._error_level(quality)[1]
 
+    def drop_ela_differences(self) -> None:
+        """Forget the full-size raw ELA differences kept for later calls (computed again if
+        asked for): before the picture leaves the process, when no detector will read them."""
+        self._ela.clear()
+
     def _error_level(self, quality: int | None) -> tuple[Image.Image, int]:
         quality = quality or self.ela_quality
         if quality not in self._ela:

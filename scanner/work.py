@@ -181,7 +181,7 @@ def prepare(job: Job, settings: Settings, needs: frozenset[str] | None = None) -
         if "ela" in needs:
             sample.ela()
         else:  # describe's full-size difference image, which no detector will read
-            sample._ela.clear()
+            sample.drop_ela_differences()
     return Prepared(job, sample, done)
 
 
