@@ -50,8 +50,8 @@ LEARNING_RATE = 2e-4
 OUT = Path(face_blend.__file__).parent
 
 
-def build() -> keras.Model:
-    inputs = keras.Input((SIDE, SIDE, 3), name="input")
+def build(side: int = SIDE) -> keras.Model:
+    inputs = keras.Input((side, side, 3), name="input")
     pooled = layers.GlobalAveragePooling2D()(head(trunk(inputs)))
     pooled = layers.Dropout(0.3)(pooled)
     # Layer names = output names: the ONNX graph's outputs are called after the layers.
@@ -60,18 +60,17 @@ def build() -> keras.Model:
     return keras.Model(inputs, {"blend": blend, "generated": generated}, name="face_blend")
 
 
-def pretrained() -> keras.Model:
-    model = build()
+def pretrained(side: int = SIDE) -> keras.Model:
+    model = build(side)
     filled = from_imagenet(model, efficientnet_lite0(), FROZEN_BLOCKS)
     print(f"EfficientNet-Lite0 ImageNet weights: {filled} layers filled", flush=True)
     return model
 
 
-def treated(rgb: Image.Image, rng: np.random.Generator) -> np.ndarray:
+def treated(rgb: Image.Image, rng: np.random.Generator, side: int = SIDE) -> np.ndarray:
     """What every training face goes through, whatever its class: a random square crop of
     80-100% of the side, sometimes a shrink to 50-100%, a flip, a JPEG at q60-95."""
-    side = min(rgb.size)
-    crop = round(side * rng.uniform(0.8, 1.0))
+    crop = round(min(rgb.size) * rng.uniform(0.8, 1.0))
     left = int(rng.integers(0, rgb.width - crop + 1))
     top = int(rng.integers(0, rgb.height - crop + 1))
     rgb = rgb.crop((left, top, left + crop, top + crop))
@@ -80,22 +79,22 @@ def treated(rgb: Image.Image, rng: np.random.Generator) -> np.ndarray:
         rgb = rgb.resize((small, small), Image.Resampling.BILINEAR)
     if rng.random() < 0.5:
         rgb = rgb.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return network_input(jpeg_roundtrip(rgb, int(rng.integers(60, 96))))
+    return network_input(jpeg_roundtrip(rgb, int(rng.integers(60, 96))), side)
 
 
-def examples(reals: list[Image.Image], generated: list[Image.Image], epoch: int, composites=()):
+def examples(reals, generated, epoch: int, composites=(), side: int = SIDE):
     """One epoch: (inputs, blend labels, blend weights, generated labels, generated weights).
     `composites`: Photoshop composites, shown twice each to the blend head (real faces appear
     twice too: as they are and self-blended)."""
     rng = np.random.default_rng(SEED + epoch)
     rows = []  # (input, blend label, blend weight, generated label, generated weight)
     for rgb in reals:
-        rows.append((treated(rgb, rng), 0.0, 1.0, 0.0, 1.0))
-        rows.append((treated(self_blend(rgb, rng)[0], rng), 1.0, 1.0, 0.0, 0.0))
+        rows.append((treated(rgb, rng, side), 0.0, 1.0, 0.0, 1.0))
+        rows.append((treated(self_blend(rgb, rng)[0], rng, side), 1.0, 1.0, 0.0, 0.0))
     for rgb in generated:
-        rows.append((treated(rgb, rng), 0.0, 0.0, 1.0, 1.0))
+        rows.append((treated(rgb, rng, side), 0.0, 0.0, 1.0, 1.0))
     for rgb in [*composites, *composites]:
-        rows.append((treated(rgb, rng), 1.0, 1.0, 0.0, 0.0))
+        rows.append((treated(rgb, rng, side), 1.0, 1.0, 0.0, 0.0))
     order = rng.permutation(len(rows))
     columns = list(zip(*[rows[i] for i in order], strict=True))
     x = np.stack(columns[0])
@@ -103,7 +102,9 @@ def examples(reals: list[Image.Image], generated: list[Image.Image], epoch: int,
 
 
 def face_scores(model, images: list[Image.Image]) -> dict[str, np.ndarray]:
-    out = model.predict(np.stack([network_input(i) for i in images]), batch_size=32, verbose=0)
+    side = model.inputs[0].shape[1]
+    inputs = np.stack([network_input(i, side) for i in images])
+    out = model.predict(inputs, batch_size=32, verbose=0)
     return {k: v[:, 0] for k, v in out.items()}
 
 
@@ -119,6 +120,12 @@ def main(argv=None) -> None:
         "--no-composites",
         action="store_true",
         help="self-blends only, as version 1.1.0: no faces_ciplab composite in training",
+    )
+    parser.add_argument(
+        "--side",
+        type=int,
+        default=SIDE,
+        help=f"the face crop's side in pixels, in training and in scans (default {SIDE})",
     )
     args = parser.parse_args(argv)
     keras.utils.set_random_seed(SEED)
@@ -139,7 +146,7 @@ def main(argv=None) -> None:
         flush=True,
     )
 
-    model = pretrained()
+    model = pretrained(args.side)
     steps = args.epochs * ((2 * len(reals) + len(generated) + 2 * len(composites)) // 16 + 1)
     schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, steps)
     model.compile(
@@ -148,7 +155,7 @@ def main(argv=None) -> None:
     )
     for epoch in range(args.epochs):
         start = time.time()
-        x, blend, blend_w, gen, gen_w = examples(reals, generated, epoch, composites)
+        x, blend, blend_w, gen, gen_w = examples(reals, generated, epoch, composites, args.side)
         history = model.fit(
             x,
             {"blend": blend, "generated": gen},
@@ -178,7 +185,7 @@ def main(argv=None) -> None:
     threshold, flagged = threshold_per_set(face, [i["set"] for i in calibration])
     print(f"threshold {threshold:.4f}; calibration reals flagged: {flagged}", flush=True)
 
-    probe = np.stack([network_input(i) for i in val_images[:4]])
+    probe = np.stack([network_input(i, args.side) for i in val_images[:4]])
     sets = [i["set"] for i in calibration]
     worst = ship(
         model,
@@ -191,6 +198,7 @@ def main(argv=None) -> None:
         epochs=args.epochs,
         seed=SEED,
         composites=len(composites),
+        side=args.side,
     )
     print(f"wrote {args.out}; Keras/ONNX max difference {worst:.1e}")
 

@@ -1,5 +1,6 @@
 """The face-blend detector on real faces from ../shared/data and on faces edited in the test.
-(No test asserts skill on faces_ciplab's Photoshop composites: it has none, MODEL_CARD.md.)"""
+(No test asserts skill on faces_ciplab's Photoshop composites: it has too little, ROC AUC 0.68,
+MODEL_CARD.md.)"""
 
 from __future__ import annotations
 
@@ -26,6 +27,12 @@ def face_blend():
     detector = FaceBlend()
     detector.load()
     return detector
+
+
+def test_faces_are_cropped_at_the_side_the_network_takes(face_blend):
+    # model.json's "side" (224 unless trained with --side) must be the ONNX graph's input side.
+    shape = face_blend.model.session.get_inputs()[0].shape
+    assert shape[1:] == [face_blend.side, face_blend.side, 3]
 
 
 def score(detector, rgb: Image.Image, face_crops: bool = True):

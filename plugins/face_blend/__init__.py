@@ -17,14 +17,14 @@ from scanner.imaging import crop_face
 from scanner.onnx import OnnxDetector
 
 HERE = Path(__file__).parent
-SIDE = 224  # EfficientNet-Lite0's ImageNet size, at which the network was trained
+SIDE = 224  # EfficientNet-Lite0's ImageNet size; model.json's "side" when trained at another
 
 
-def network_input(face: Image.Image) -> np.ndarray:
-    """(SIDE, SIDE, 3) float32 RGB in 0..255 of a face crop; scaling is inside the network.
+def network_input(face: Image.Image, side: int = SIDE) -> np.ndarray:
+    """(side, side, 3) float32 RGB in 0..255 of a face crop; scaling is inside the network.
     Training calls this too."""
-    if face.size != (SIDE, SIDE):
-        face = face.resize((SIDE, SIDE), Image.Resampling.BILINEAR)
+    if face.size != (side, side):
+        face = face.resize((side, side), Image.Resampling.BILINEAR)
     return np.asarray(face, dtype=np.float32)
 
 
@@ -40,12 +40,20 @@ class FaceBlend(OnnxDetector):
     # (issue 12's bar: ROC AUC >= 0.80 on faces_ciplab; MODEL_CARD.md gives the numbers).
     enabled_by_default = False
 
+    def load(self) -> None:
+        super().load()
+        # The side the network was trained at: a blend boundary is a few pixels wide, so the
+        # scale the network learnt it at is the scale it must be shown.
+        self.side = int(self.meta.get("side", SIDE))
+
     def predict(self, batch):
         faces = [sample.faces() for sample in batch]
         # Its own crop, smoothly resized: the nearest-neighbour crop MesoNet is fed would add
         # jagged edges of its own to the blend boundary this network looks for.
         crops = [
-            network_input(crop_face(sample.rgb, face.box, SIDE, Image.Resampling.BILINEAR))
+            network_input(
+                crop_face(sample.rgb, face.box, self.side, Image.Resampling.BILINEAR), self.side
+            )
             for sample, found in zip(batch, faces, strict=True)
             for face in found
         ]
