@@ -79,31 +79,57 @@ def _deformed(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 PARTS = ((0.33, 0.42), (0.67, 0.42), (0.5, 0.58), (0.5, 0.74))
 
 
-def face_mask(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """float32 HxW 0..1 times a blend ratio: the inner face (an ellipse around the crop's centre)
-    or, as often, one to four of its parts (eyes, nose, mouth), deformed and blurred."""
+def part_places(size: tuple[int, int], landmarks: np.ndarray | None = None):
+    """(centres of the left eye, right eye, nose and mouth in pixels; the scale of the face in
+    pixels, the side of a crop that fits it as PARTS assume). From MTCNN's five landmarks
+    (scanner.face_finder.detect_with_landmarks) when given, else from PARTS."""
     w, h = size
+    if landmarks is None:
+        return [(w * x, h * y) for x, y in PARTS], (w, h)
+    points = np.asarray(landmarks, dtype=float)
+    centres = [points[0], points[1], points[2], (points[3] + points[4]) / 2]
+    # In a crop as PARTS assume, the eyes are 0.34 of the side apart.
+    side = max(float(np.linalg.norm(points[1] - points[0])), 1.0) / (PARTS[1][0] - PARTS[0][0])
+    return [tuple(c) for c in centres], (side, side)
+
+
+def face_mask(
+    size: tuple[int, int], rng: np.random.Generator, landmarks: np.ndarray | None = None
+) -> np.ndarray:
+    """float32 HxW 0..1 times a blend ratio: the inner face (an ellipse around the face's
+    centre) or, as often, one to four of its parts (eyes, nose, mouth), deformed and blurred.
+    The parts are where `landmarks` (five points, see part_places) put them, else where a
+    centred face crop has them."""
+    w, h = size
+    centres, (fw, fh) = part_places(size, landmarks)
     mask = np.zeros((h, w), np.float32)
     jitter = rng.uniform(-0.06, 0.06, 2)  # the face is rarely exactly centred
     if rng.random() < 0.5:
-        centre = (round(w * (0.5 + jitter[0])), round(h * (0.56 + jitter[1])))
-        axes = (round(w * rng.uniform(0.22, 0.36)), round(h * rng.uniform(0.28, 0.42)))
+        if landmarks is None:
+            middle = (w * 0.5, h * 0.56)
+        else:  # between the eyes and the mouth, where the crop's (0.5, 0.56) falls
+            middle = tuple(np.mean([centres[0], centres[1], centres[3]], axis=0))
+        centre = (round(middle[0] + fw * jitter[0]), round(middle[1] + fh * jitter[1]))
+        axes = (round(fw * rng.uniform(0.22, 0.36)), round(fh * rng.uniform(0.28, 0.42)))
         cv2.ellipse(mask, centre, axes, float(rng.uniform(-10, 10)), 0, 360, 1.0, -1)
     else:
         chosen = rng.choice(len(PARTS), int(rng.integers(1, len(PARTS) + 1)), replace=False)
         for index in chosen:
-            x, y = PARTS[index]
-            centre = (round(w * (x + jitter[0])), round(h * (y + jitter[1])))
-            axes = (round(w * rng.uniform(0.08, 0.16)), round(h * rng.uniform(0.05, 0.1)))
+            x, y = centres[index]
+            centre = (round(x + fw * jitter[0]), round(y + fh * jitter[1]))
+            axes = (round(fw * rng.uniform(0.08, 0.16)), round(fh * rng.uniform(0.05, 0.1)))
             cv2.ellipse(mask, centre, axes, float(rng.uniform(-15, 15)), 0, 360, 1.0, -1)
     return _deformed(mask, rng) * float(rng.choice(BLEND_RATIOS))
 
 
-def self_blend(rgb: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, np.ndarray]:
-    """(the self-blended face, its blend mask float32 0..1) of a real face crop."""
+def self_blend(
+    rgb: Image.Image, rng: np.random.Generator, landmarks: np.ndarray | None = None
+) -> tuple[Image.Image, np.ndarray]:
+    """(the self-blended face, its blend mask float32 0..1) of a real face crop; the part
+    masks placed by `landmarks` when given (face_mask)."""
     target = np.asarray(rgb.convert("RGB"), dtype=np.float32)
     source = altered(target.astype(np.uint8), rng)
-    mask = face_mask(rgb.size, rng)[..., None]
+    mask = face_mask(rgb.size, rng, landmarks)[..., None]
     blended = mask * source + (1 - mask) * target
     return Image.fromarray(np.clip(blended + 0.5, 0, 255).astype(np.uint8)), mask[..., 0]
 

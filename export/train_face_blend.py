@@ -40,6 +40,7 @@ from export.onnx_export import ship
 from export.self_blend import self_blend
 from export.torch_legacy import efficientnet_lite0
 from export.training import jpeg_roundtrip, threshold_per_set
+from scanner import face_finder
 from scanner.evaluate import roc_auc
 from scanner_plugins import face_blend
 from scanner_plugins.face_blend import SIDE, network_input
@@ -82,15 +83,18 @@ def treated(rgb: Image.Image, rng: np.random.Generator, side: int = SIDE) -> np.
     return network_input(jpeg_roundtrip(rgb, int(rng.integers(60, 96))), side)
 
 
-def examples(reals, generated, epoch: int, composites=(), side: int = SIDE):
+def examples(reals, generated, epoch: int, composites=(), side: int = SIDE, landmarks=None):
     """One epoch: (inputs, blend labels, blend weights, generated labels, generated weights).
     `composites`: Photoshop composites, shown twice each to the blend head (real faces appear
-    twice too: as they are and self-blended)."""
+    twice too: as they are and self-blended). `landmarks`: per real face, its five points or
+    None; self-blends put their part masks there."""
     rng = np.random.default_rng(SEED + epoch)
+    landmarks = landmarks or [None] * len(reals)
     rows = []  # (input, blend label, blend weight, generated label, generated weight)
-    for rgb in reals:
+    for rgb, points in zip(reals, landmarks, strict=True):
         rows.append((treated(rgb, rng, side), 0.0, 1.0, 0.0, 1.0))
-        rows.append((treated(self_blend(rgb, rng)[0], rng, side), 1.0, 1.0, 0.0, 0.0))
+        blended = self_blend(rgb, rng, points)[0]
+        rows.append((treated(blended, rng, side), 1.0, 1.0, 0.0, 0.0))
     for rgb in generated:
         rows.append((treated(rgb, rng, side), 0.0, 0.0, 1.0, 1.0))
     for rgb in [*composites, *composites]:
@@ -99,6 +103,17 @@ def examples(reals, generated, epoch: int, composites=(), side: int = SIDE):
     columns = list(zip(*[rows[i] for i in order], strict=True))
     x = np.stack(columns[0])
     return x, *(np.array(c, np.float32)[:, None] for c in columns[1:])
+
+
+def face_landmarks(rgb: Image.Image) -> np.ndarray | None:
+    """The five landmarks (pixels of `rgb`) of the most probable face MTCNN finds on a copy of
+    at most 400 px, as the scan searches; None when it finds none at 0.9."""
+    scale = min(1.0, 400 / max(rgb.size))
+    small = rgb.resize((round(rgb.width * scale), round(rgb.height * scale)))
+    boxes, points = face_finder.detect_with_landmarks(np.asarray(small), 40 * scale)
+    if not len(boxes) or boxes[0, 4] < 0.9:
+        return None
+    return points[0] / scale
 
 
 def face_scores(model, images: list[Image.Image]) -> dict[str, np.ndarray]:
@@ -127,6 +142,12 @@ def main(argv=None) -> None:
         default=SIDE,
         help=f"the face crop's side in pixels, in training and in scans (default {SIDE})",
     )
+    parser.add_argument(
+        "--landmark-parts",
+        action="store_true",
+        help="place the self-blends' part masks at each face's MTCNN landmarks, "
+        "not where a centred face crop has its parts",
+    )
     args = parser.parse_args(argv)
     keras.utils.set_random_seed(SEED)
     tf.config.experimental.enable_op_determinism()
@@ -138,6 +159,11 @@ def main(argv=None) -> None:
     composites = []
     if not args.no_composites:  # training split only; validation composites stay unseen
         composites = load([i for i in train if i["label"] == 1 and i["set"] == "faces_ciplab"])
+    landmarks = None
+    if args.landmark_parts:
+        landmarks = [face_landmarks(rgb) for rgb in reals]
+        found = sum(p is not None for p in landmarks)
+        print(f"landmarks found on {found} of {len(reals)} real faces", flush=True)
     val = [i for i in faces if i["split"] == "validation"]
     val_images = load(val)
     print(
@@ -155,7 +181,9 @@ def main(argv=None) -> None:
     )
     for epoch in range(args.epochs):
         start = time.time()
-        x, blend, blend_w, gen, gen_w = examples(reals, generated, epoch, composites, args.side)
+        x, blend, blend_w, gen, gen_w = examples(
+            reals, generated, epoch, composites, args.side, landmarks
+        )
         history = model.fit(
             x,
             {"blend": blend, "generated": gen},
@@ -199,6 +227,7 @@ def main(argv=None) -> None:
         seed=SEED,
         composites=len(composites),
         side=args.side,
+        landmark_parts=args.landmark_parts,
     )
     print(f"wrote {args.out}; Keras/ONNX max difference {worst:.1e}")
 

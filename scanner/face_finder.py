@@ -160,24 +160,45 @@ def _proposals(pnet, rgb: np.ndarray, min_face: float) -> np.ndarray:
 
 
 def _stage(session, rgb: np.ndarray, boxes: np.ndarray, side: int, threshold: float):
+    """(the boxes kept, refined, with their probability; the kept rows of every output)."""
     if len(boxes) == 0:
-        return boxes
+        return boxes, []
     outputs = _run(session, _crops(rgb, boxes, side))
     offsets, probability = outputs[0], outputs[-1][:, 1]
     keep = probability >= threshold
+    points = _points(boxes[keep], outputs[1][keep]) if len(outputs) == 3 else None
     boxes = boxes[keep].copy()
     boxes[:, 4] = probability[keep]
-    return _refine(boxes, offsets[keep])
+    return _refine(boxes, offsets[keep]), points
+
+
+def _points(boxes: np.ndarray, relative: np.ndarray) -> np.ndarray:
+    """The last stage's five landmarks (x0..x4, y0..y4 as shares of the box it was shown, as
+    the authors' code reads them) in pixels: (n, 5, 2)."""
+    width = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
+    height = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
+    xs = boxes[:, :1] + relative[:, :5] * width
+    ys = boxes[:, 1:2] + relative[:, 5:] * height
+    return np.stack([xs, ys], axis=-1)
+
+
+def detect_with_landmarks(rgb: np.ndarray, min_face: float = 20.0):
+    """(faces as in detect(); their landmarks (n, 5, 2) in pixels: left eye, right eye, nose,
+    left and right corner of the mouth, as the image shows them)."""
+    pnet, rnet, onet = _networks()
+    min_face = max(12.0, float(min_face))
+    boxes = _proposals(pnet, rgb, min_face)
+    boxes, _ = _stage(rnet, rgb, boxes, 24, THRESHOLDS[1])
+    boxes = _square(boxes[_nms(boxes, 0.7)]) if len(boxes) else boxes
+    boxes, points = _stage(onet, rgb, boxes, 48, THRESHOLDS[2])
+    if not len(boxes):
+        return np.zeros((0, 5)), np.zeros((0, 5, 2))
+    kept = _nms(boxes, 0.7, by_smaller=True)
+    order = kept[np.argsort(-boxes[kept, 4])]
+    return boxes[order], points[order]
 
 
 def detect(rgb: np.ndarray, min_face: float = 20.0) -> np.ndarray:
     """Faces in an RGB uint8 array as rows (x1, y1, x2, y2, probability), most probable first.
     min_face: the smallest face side looked for, in pixels of this array (at least 12)."""
-    pnet, rnet, onet = _networks()
-    min_face = max(12.0, float(min_face))
-    boxes = _proposals(pnet, rgb, min_face)
-    boxes = _stage(rnet, rgb, boxes, 24, THRESHOLDS[1])
-    boxes = _square(boxes[_nms(boxes, 0.7)]) if len(boxes) else boxes
-    boxes = _stage(onet, rgb, boxes, 48, THRESHOLDS[2])
-    boxes = boxes[_nms(boxes, 0.7, by_smaller=True)] if len(boxes) else boxes
-    return boxes[np.argsort(-boxes[:, 4])] if len(boxes) else np.zeros((0, 5))
+    return detect_with_landmarks(rgb, min_face)[0]

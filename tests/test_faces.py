@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from export import data
-from export.self_blend import face_swap, self_blend
+from export.self_blend import face_mask, face_swap, self_blend
 from export.training import jpeg_roundtrip
 from scanner import face_finder
 from scanner.config import Settings
@@ -122,6 +122,32 @@ def test_faces_smaller_than_the_minimum_are_not_returned():
     tiny = [b for b in face_finder.detect(np.asarray(photo), 12) if max(b[2:4] - b[:2]) < 40]
     assert len(tiny) >= 3
     assert all(max(width, height) >= FACE_MIN_SIDE for _, _, width, height in find_faces(photo))
+
+
+@needs_data
+def test_landmarks_lie_where_a_faces_parts_are():
+    # The five points of MTCNN's last stage, on real face crops: inside the face's box, the
+    # left eye left of the right eye, both eyes above the nose, the nose above the mouth.
+    for item in validation("faces_ciplab", 0, 3) + validation("faces_stylegan2", 0, 3):
+        rgb = np.asarray(Image.open(item["path"]).convert("RGB").resize((300, 300)))
+        boxes, points = face_finder.detect_with_landmarks(rgb, 40)
+        (x1, y1, x2, y2, _), (left_eye, right_eye, nose, mouth_left, mouth_right) = (
+            boxes[0],
+            points[0],
+        )
+        assert all(x1 <= x <= x2 and y1 <= y <= y2 for x, y in points[0]), item["path"]
+        assert left_eye[0] < right_eye[0] and mouth_left[0] < mouth_right[0]
+        assert max(left_eye[1], right_eye[1]) < nose[1] < min(mouth_left[1], mouth_right[1])
+
+
+def test_self_blend_masks_follow_the_landmarks_they_are_given():
+    # A 100 px face in the top-left corner of a 400 px picture: every mask stays near it.
+    landmarks = np.array([[70, 90], [120, 90], [95, 115], [75, 140], [115, 140]], float)
+    for seed in range(20):
+        mask = face_mask((400, 400), np.random.default_rng(seed), landmarks)
+        ys, xs = np.nonzero(mask > 0.05)
+        assert len(xs) and xs.max() < 220 and ys.max() < 240, seed
+        assert landmarks[:, 0].min() - 60 < xs.mean() < landmarks[:, 0].max() + 60
 
 
 def test_the_finder_says_which_package_to_install_when_its_models_are_missing(monkeypatch):
