@@ -160,9 +160,10 @@ def _proposals(pnet, rgb: np.ndarray, min_face: float) -> np.ndarray:
 
 
 def _stage(session, rgb: np.ndarray, boxes: np.ndarray, side: int, threshold: float):
-    """(the boxes kept, refined, with their probability; the kept rows of every output)."""
+    """(the boxes kept, refined, with their probability; their landmarks in pixels from a stage
+    that gives them, the last, else None)."""
     if len(boxes) == 0:
-        return boxes, []
+        return boxes, None
     outputs = _run(session, _crops(rgb, boxes, side))
     offsets, probability = outputs[0], outputs[-1][:, 1]
     keep = probability >= threshold
