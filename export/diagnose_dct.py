@@ -16,14 +16,12 @@ larger picture offers more neighbourhoods to be high by chance. Two tables:
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from export import data
-from export.train_dct_splicing import calibration_reals
+from export.train_dct_splicing import calibration_reals, jpeg
 from scanner.evaluate import roc_auc
 from scanner.imaging import Sample, decode
 from scanner_plugins.dct_splicing import DctSplicing, block_input, neighbourhood_max
@@ -53,12 +51,6 @@ def window_scores(detector: DctSplicing, raw: bytes) -> list[float]:
             inputs = block_input(block_coefficients(region, table), table)[None]
             scores.append(neighbourhood_max(detector.model.run(inputs)[0][0, ..., 0]))
     return scores
-
-
-def _jpeg(rgb: Image.Image, quality: int) -> bytes:
-    buffer = io.BytesIO()
-    rgb.save(buffer, "JPEG", quality=quality)
-    return buffer.getvalue()
 
 
 def _summary(name: str, values) -> str:
@@ -96,7 +88,7 @@ def window_table(detector: DctSplicing) -> None:
             window_scores(detector, raw)
         )
         groups.setdefault(f"CASIA validation {kind}, re-saved q85", []).append(
-            window_scores(detector, _jpeg(data.casia_image(item)[0], 85))
+            window_scores(detector, jpeg(data.casia_image(item)[0], 85))
         )
     print("\nCASIA-size windows (32x48 blocks):\n")
     print(
