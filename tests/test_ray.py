@@ -151,7 +151,10 @@ def test_the_ray_engine_keeps_the_time_and_memory_limits_per_picture(registry, t
     registry.add("test-hangs", "sample_detectors:Hangs")
     registry.add("test-allocates", "sample_detectors:Allocates")
     url = f"sqlite:///{tmp_path / 'ray.db'}"
-    limits = {"SCANNER_IMAGE_TIMEOUT": "5", "SCANNER_WORKER_MEMORY_MB": "1024"}
+    # A cap well above a worker's ~90 MB and a time limit well above what touching the cap
+    # takes: a VM can take 7 s to touch its first GiB (measured here at ~140 MB/s), and a
+    # 5 s limit with a 1 GiB cap let the allocating detector time out instead.
+    limits = {"SCANNER_IMAGE_TIMEOUT": "10", "SCANNER_WORKER_MEMORY_MB": "300"}
     started = time.monotonic()
     _scan(
         folder, url, registry, "--engine", "ray", "--ray-cpus", "2",
