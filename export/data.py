@@ -135,10 +135,12 @@ def camera_model(path: str | Path) -> str:
     return f"{make} {model}".strip() or Path(path).stem
 
 
-def real_photos(share: float = 0.5) -> list[dict]:
+def real_photos(share: float = 0.5, train_share: float = 0.0) -> list[dict]:
     """Real photos from outside CASIA and the face sets: camera-native JPEGs (group: camera
     model, whose quantisation tables identify it) and lossless Kodak scans (group: file).
-    `split` is "calibration" or "held-out" by group, `share` of the groups held out."""
+    `split` is "calibration" or "held-out" by group, `share` of the groups held out; with
+    `train_share`, that share of the calibration groups becomes "train" instead (the held-out
+    groups stay exactly those of the default split, so held-out figures stay comparable)."""
     items = []
     for path in sorted((DATA / "camera_photos" / "real").glob("*")):
         group = f"camera/{camera_model(path)}"
@@ -149,6 +151,8 @@ def real_photos(share: float = 0.5) -> list[dict]:
         )
     for item in items:
         item["split"] = "held-out" if in_validation(item["group"], share) else "calibration"
+        if item["split"] == "calibration" and in_validation(f"train/{item['group']}", train_share):
+            item["split"] = "train"
     return items
 
 

@@ -347,7 +347,7 @@ def main(argv=None) -> None:
         "--model-dir",
         type=Path,
         help="ela-cnn, ela-patchnet, srm-cnn, generated, splicing, dct-splicing, face-blend: "
-        "the model.onnx and model.json to evaluate",
+        "the model.onnx and model.json to evaluate (tampering-fusion: dct-splicing's)",
     )
     parser.add_argument(
         "--logo",
@@ -372,7 +372,7 @@ def main(argv=None) -> None:
     elif args.model == "tampering-fusion":
         from export.evaluate_tampering import fusion
 
-        fusion()
+        fusion(args.model_dir)
     elif args.model == "face-blend":
         from export.evaluate_faces import report as face_report
         from scanner_plugins.face_blend import FaceBlend

@@ -179,11 +179,12 @@ def _scores(items: list[tuple[str, int]], detectors, folder: Path) -> dict[str, 
     return out
 
 
-def fusion() -> None:
+def fusion(dct_model_dir: Path | None = None) -> None:
     """Issue 11's next-method question: do copy-move (clones) and dct-splicing (splices) add
     up? Each picture's scores combined by rules with nothing fitted (the larger score; the
     larger of all three shipped tampering detectors), on CASIA v1's validation split, as-is
-    and with both classes re-saved at q85."""
+    and with both classes re-saved at q85. `dct_model_dir`: a dct-splicing candidate's
+    model.onnx and model.json instead of the shipped ones."""
     import numpy as np
 
     from scanner.evaluate import roc_auc
@@ -192,6 +193,8 @@ def fusion() -> None:
     from scanner_plugins.splicing import Splicing
 
     detectors = [CopyMove(), DctSplicing(), Splicing()]
+    if dct_model_dir:
+        detectors[1].model_dir = dct_model_dir
     for detector in detectors:
         detector.load()
     val = [i for i in data.casia() if i["split"] == "validation"]

@@ -18,6 +18,9 @@ Data, every example re-saved at a random quality 60-100 after any editing, both 
   with a mask (turned to landscape, cropped to 384x256: a resize would erase the traces);
 - synthetic splices (export/synthetic.py) between CASIA's authentic training photos, both
   halves of each pair (the host saved as the tampered copy was).
+With --real-hosts (measured, not the shipped recipe: MODEL_CARD.md), half of the calibration
+groups of camera photos and Kodak scans join training: windows of them as saved and shrunk, and
+splice pairs with them as hosts; the threshold is then chosen on the other calibration half.
 The threshold is the lowest that flags at most 2% of each set of real photos from other
 sources (the calibration halves of camera_photos, as they come and shrunk + re-saved, and
 of the Kodak scans at q75/q85/q95; the face sets' real training photos). CPU only, seeded;
@@ -137,7 +140,56 @@ def synthetic_examples(args):
     ]
 
 
-def epoch_examples(pool, train: list[dict], epoch: int):
+REAL_ROUNDS = 3  # per training photo and epoch, each round: 3 windows as saved, 1 shrunk, 2 pairs
+
+
+def window(luma: np.ndarray, table: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    """The network's input for a random CASIA-size window of blocks of a luma plane."""
+    rows, cols = luma.shape[0] // 8 - SIZE[1] // 8, luma.shape[1] // 8 - SIZE[0] // 8
+    if rows < 0 or cols < 0:
+        return None
+    y, x = int(rng.integers(rows + 1)) * 8, int(rng.integers(cols + 1)) * 8
+    region = luma[y : y + SIZE[1], x : x + SIZE[0]]
+    return block_input(block_coefficients(region, table), table)
+
+
+def real_examples(args):
+    """Examples from a real photo of another source (a camera's own JPEG, or a Kodak scan saved
+    once at a random quality): windows of it as saved, a window of it shrunk and re-saved, and
+    splice pairs with a window of it as the host (a CASIA training photo as the donor). These
+    are what real photos look like to the detector outside CASIA: a camera saved them once,
+    with its own tables, which CASIA's re-saved photos never show."""
+    item, donor_item, seed = args
+    rng = np.random.default_rng(seed)
+    raw = Path(item["path"]).read_bytes()
+    rgb = decode(raw)[0]
+    if item["set"] != "camera_photos":  # lossless: its first save is ours
+        raw = jpeg(rgb, int(rng.integers(60, 101)))
+    clean = block_targets(None)
+    out = []
+    luma, table = luma_plane(raw)
+    for _ in range(3):
+        if (x := window(luma, table, rng)) is not None:
+            out.append((x, clean))
+    scale = rng.uniform(0.5, 0.9)
+    small = rgb.resize((round(rgb.width * scale), round(rgb.height * scale)), Image.BICUBIC)
+    if (x := window(*luma_plane(jpeg(small, int(rng.integers(60, 101)))), rng)) is not None:
+        out.append((x, clean))
+    if rgb.width < SIZE[0] or rgb.height < SIZE[1]:
+        return out
+    donor = data.casia_image(donor_item)[0].resize(SIZE)
+    for _ in range(2):
+        left = int(rng.integers((rgb.width - SIZE[0]) // 8 + 1)) * 8
+        top = int(rng.integers((rgb.height - SIZE[1]) // 8 + 1)) * 8
+        host = rgb.crop((left, top, left + SIZE[0], top + SIZE[1]))
+        authentic, tampered, mask = synthetic.splice_pair(host, donor, rng)
+        quality = int(rng.integers(60, 101))
+        out.append((encoded(jpeg(authentic, quality)), clean))
+        out.append((encoded(jpeg(tampered, quality)), block_targets(mask)))
+    return out
+
+
+def epoch_examples(pool, train: list[dict], epoch: int, reals: list[dict] = ()):
     """One epoch's examples. CASIA's tampered files were last saved at other qualities than
     its authentic ones (mostly q75 against q80-90), and that save leaves its own trace under
     any re-save; so half the authentic photos first get a save at the quality of a random
@@ -157,6 +209,12 @@ def epoch_examples(pool, train: list[dict], epoch: int):
         (host, hosts[int(rng.integers(len(hosts)))], int(rng.integers(2**31))) for host in hosts
     ]
     examples = sum(pool.map(casia_example, jobs), []) + sum(pool.map(synthetic_examples, pairs), [])
+    photo_jobs = [
+        (item, hosts[int(rng.integers(len(hosts)))], int(rng.integers(2**31)))
+        for item in reals
+        for _ in range(REAL_ROUNDS)
+    ]
+    examples += sum(pool.map(real_examples, photo_jobs), [])
     order = rng.permutation(len(examples))
     x = np.stack([examples[i][0] for i in order])
     y = np.stack([examples[i][1] for i in order])[..., None]
@@ -183,10 +241,11 @@ def validation_files(val: list[dict], quality: int | None) -> list[bytes]:
     return out
 
 
-def calibration_reals() -> list[tuple[bytes, str]]:
-    """The real photos the threshold is chosen on, as files the detector reads."""
+def calibration_reals(photos: list[dict] | None = None) -> list[tuple[bytes, str]]:
+    """The real photos the threshold is chosen on (the "calibration" split of `photos`, by
+    default of data.real_photos()), as files the detector reads."""
     out = []
-    for item in data.real_photos():
+    for item in data.real_photos() if photos is None else photos:
         if item["split"] != "calibration":
             continue
         raw = Path(item["path"]).read_bytes()
@@ -207,6 +266,12 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=16)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--real-hosts",
+        action="store_true",
+        help="also train on half of the calibration groups of camera photos and Kodak scans "
+        "(as saved, shrunk, and as splice hosts); the threshold is then chosen on the rest",
+    )
     args = parser.parse_args(argv)
     keras.utils.set_random_seed(SEED)
 
@@ -220,9 +285,11 @@ def main(argv=None) -> None:
     probe = [jpeg(jpeg_roundtrip(data.casia_image(i)[0], 75), 85) for i in authentic]
     probe += validation_files(authentic, 85)
     probe_labels = [1] * len(authentic) + [0] * len(authentic)
+    photos = data.real_photos(train_share=0.5 if args.real_hosts else 0.0)
+    photo_train = [i for i in photos if i["split"] == "train"]
     model = build()
     with Pool(2) as pool:
-        x, y = epoch_examples(pool, train, 0)
+        x, y = epoch_examples(pool, train, 0, photo_train)
         steps = args.epochs * (len(x) // 16 + 1)
         model.compile(
             optimizer=keras.optimizers.Adam(
@@ -233,7 +300,7 @@ def main(argv=None) -> None:
         for epoch in range(args.epochs):
             start = time.time()
             if epoch:
-                x, y = epoch_examples(pool, train, epoch)
+                x, y = epoch_examples(pool, train, epoch, photo_train)
             weights = np.where(y[..., 0] > 0.5, POSITIVE_WEIGHT, 1.0)
             history = model.fit(x, y, sample_weight=weights, batch_size=16, epochs=1, verbose=0)
             line = f"epoch {epoch + 1}: loss {history.history['loss'][-1]:.4f}"
@@ -245,7 +312,7 @@ def main(argv=None) -> None:
                 line += f", shortcut probe AUC {roc_auc(scores, probe_labels):.3f}"
             print(f"{line}, {time.time() - start:.0f} s", flush=True)
 
-    reals = calibration_reals()
+    reals = calibration_reals(photos)
     scores = np.array([image_score(model, raw) for raw, _ in reals])
     sets = [name for _, name in reals]
     usable = ~np.isnan(scores)

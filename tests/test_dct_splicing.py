@@ -109,3 +109,51 @@ def test_dct_splicing_separates_resaved_casia_validation_images(tmp_path, detect
             items.append((str(target), label))
     metrics = evaluate(items, [detector])["dct-splicing"]
     assert metrics.roc_auc >= AUC_FLOOR, metrics
+
+
+@needs_data
+def test_real_photos_for_training_come_only_from_calibration_groups():
+    """`--real-hosts` trains on some real photos: they must come from the calibration groups
+    (so the held-out figures stay those of every other detector), never share a camera model
+    with a held-out or calibration photo, and leave the default split as it was."""
+    default, split = data.real_photos(), data.real_photos(train_share=0.5)
+    assert [i["path"] for i in default] == [i["path"] for i in split]
+    for before, after in zip(default, split, strict=True):
+        assert after["split"] == before["split"] or (
+            before["split"] == "calibration" and after["split"] == "train"
+        )
+    groups = {s: {i["group"] for i in split if i["split"] == s} for s in ("train", "calibration")}
+    assert groups["train"] and groups["calibration"]
+    held = {i["group"] for i in split if i["split"] == "held-out"}
+    assert not groups["train"] & (groups["calibration"] | held)
+
+
+@needs_data
+def test_training_windows_of_a_camera_photo_are_its_own_coefficients():
+    """The 'as saved' windows of a camera photo are the blocks the detector reads from the
+    file itself (no re-save on the way), and a splice pair's tampered half is marked."""
+    pytest.importorskip("keras")  # export.train_dct_splicing builds its network with Keras
+    from export.train_dct_splicing import SIZE, real_examples
+    from scanner_plugins.dct_splicing import block_input
+    from scanner_plugins.metadata.jpeg import block_coefficients, luma_plane
+
+    photo = next(
+        i
+        for i in data.real_photos(train_share=0.5)
+        if i["split"] == "train" and i["set"] == "camera_photos"
+    )
+    donor = next(i for i in data.casia() if i["split"] == "train" and i["label"] == 0)
+    examples = real_examples((photo, donor, 0))
+    assert {x.shape for x, _ in examples} == {(SIZE[1] // 8, SIZE[0] // 8, 30)}
+    luma, table = luma_plane(Path(photo["path"]).read_bytes())
+    whole = block_input(block_coefficients(luma, table), table)  # every block of the file
+    first = examples[0][0]
+    found = [
+        (y, x)
+        for y in range(whole.shape[0] - first.shape[0] + 1)
+        for x in range(whole.shape[1] - first.shape[1] + 1)
+        if np.array_equal(whole[y : y + first.shape[0], x : x + first.shape[1]], first)
+    ]
+    assert found, "the window is not a crop of the file's own block grid"
+    assert all(t.max() == 0 for _, t in examples[:4])  # as saved, and shrunk: real
+    assert examples[-1][1].max() == 1 and examples[-2][1].max() == 0  # the last pair
