@@ -42,6 +42,7 @@ from export.torch_legacy import efficientnet_lite0
 from export.training import jpeg_roundtrip, threshold_per_set
 from scanner import face_finder
 from scanner.evaluate import roc_auc
+from scanner.imaging import FACE_MIN_PROBABILITY, FACE_MIN_SIDE, FACE_SEARCH_SIDE
 from scanner_plugins import face_blend
 from scanner_plugins.face_blend import SIDE, network_input
 
@@ -107,11 +108,12 @@ def examples(reals, generated, epoch: int, composites=(), side: int = SIDE, land
 
 def face_landmarks(rgb: Image.Image) -> np.ndarray | None:
     """The five landmarks (pixels of `rgb`) of the most probable face MTCNN finds on a copy of
-    at most 400 px, as the scan searches; None when it finds none at 0.9."""
-    scale = min(1.0, 400 / max(rgb.size))
+    at most FACE_SEARCH_SIDE px, as the scan searches; None when it finds none at
+    FACE_MIN_PROBABILITY."""
+    scale = min(1.0, FACE_SEARCH_SIDE / max(rgb.size))
     small = rgb.resize((round(rgb.width * scale), round(rgb.height * scale)))
-    boxes, points = face_finder.detect_with_landmarks(np.asarray(small), 40 * scale)
-    if not len(boxes) or boxes[0, 4] < 0.9:
+    boxes, points = face_finder.detect_with_landmarks(np.asarray(small), FACE_MIN_SIDE * scale)
+    if not len(boxes) or boxes[0, 4] < FACE_MIN_PROBABILITY:
         return None
     return points[0] / scale
 
