@@ -24,8 +24,8 @@ from export import data
 from export.train_dct_splicing import calibration_reals, jpeg
 from scanner.evaluate import roc_auc
 from scanner.imaging import Sample, decode
-from scanner_plugins.dct_splicing import DctSplicing, block_input, neighbourhood_max
-from scanner_plugins.metadata.jpeg import block_coefficients, luma_plane
+from scanner_plugins.dct_splicing import DctSplicing, features, neighbourhood_max
+from scanner_plugins.metadata.jpeg import luma_plane
 
 WINDOW = (32, 48)  # blocks (rows, columns): a landscape CASIA v1 photo
 PLACES = 4  # at most this many windows along each side
@@ -48,7 +48,7 @@ def window_scores(detector: DctSplicing, raw: bytes) -> list[float]:
     for y in ys:
         for x in xs:
             region = luma[y * 8 : (y + height) * 8, x * 8 : (x + width) * 8]
-            inputs = block_input(block_coefficients(region, table), table)[None]
+            inputs = features(region, table, detector.meta.get("grid_phases", False))[None]
             scores.append(neighbourhood_max(detector.model.run(inputs)[0][0, ..., 0]))
     return scores
 

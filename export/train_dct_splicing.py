@@ -5,12 +5,14 @@ choose its threshold on real photos it never saw.
     python -m export.train_dct_splicing     # writes plugins/dct_splicing/: model.onnx, .npz, .json
 
 Input: for every 8x8 luma block, its 15 lowest-frequency quantised AC coefficients and the
-file's steps for them (plugins/dct_splicing.block_input); the network one-hot encodes |k| up
-to MAX_VALUE inside the graph, so that the local histograms a double compression shapes are
-one convolution away. Output: per block, P(spliced region). The only loss is per block, against
-each block's share of the mask: a tampered file's untouched background is a negative like
-every block of an authentic photo, so what the file as a whole went through (its quality, the
-number of saves) cannot tell the classes apart; only a region that differs from its
+file's steps for them (plugins/dct_splicing.block_input) and, since 1.1.0, the shares of its
+pixel steps at each of the 8 positions of a block row and column (grid_phases: where an earlier
+JPEG grid put its block edges; --no-grid-phases leaves them out); the network one-hot encodes
+|k| up to MAX_VALUE inside the graph, so that the local histograms a double compression shapes
+are one convolution away. Output: per block, P(spliced region). The only loss is per block,
+against each block's share of the mask: a tampered file's untouched background is a negative
+like every block of an authentic photo, so what the file as a whole went through (its quality,
+the number of saves) cannot tell the classes apart; only a region that differs from its
 surroundings can.
 
 Data, every example re-saved at a random quality 60-100 after any editing, both classes alike:
@@ -47,8 +49,8 @@ from export.training import jpeg_roundtrip, threshold_per_set
 from scanner.evaluate import roc_auc
 from scanner.imaging import decode
 from scanner_plugins import dct_splicing
-from scanner_plugins.dct_splicing import POSITIONS, block_input, neighbourhood_max, tiles
-from scanner_plugins.metadata.jpeg import block_coefficients, estimate_quality, luma_plane
+from scanner_plugins.dct_splicing import PHASES, POSITIONS, features, neighbourhood_max, tiles
+from scanner_plugins.metadata.jpeg import estimate_quality, luma_plane
 
 SEED = 20261206
 SIZE = (384, 256)  # width, height: CASIA v1's landscape size, a multiple of 8
@@ -58,15 +60,23 @@ DILATIONS = (1, 2, 4, 8, 1)  # receptive field of 33 blocks: a region and its su
 POSITIVE_WEIGHT = 4.0  # spliced blocks are about a tenth of the tampered photos' blocks
 LEARNING_RATE = 1e-3
 OUT = Path(dct_splicing.__file__).parent
+# The input also carries each block's blocking per pixel position (dct_splicing.grid_phases;
+# since 1.1.0, off with --no-grid-phases). Set before the worker pool starts, so that its
+# workers see it.
+GRID_PHASES = True
 
 
-def build() -> keras.Model:
-    inputs = keras.Input((None, None, 2 * len(POSITIONS)), name="input")
-    values, steps = inputs[..., : len(POSITIONS)], inputs[..., len(POSITIONS) :]
+def build(phases: bool = False) -> keras.Model:
+    n = len(POSITIONS)
+    inputs = keras.Input((None, None, 2 * n + (2 * PHASES if phases else 0)), name="input")
+    values, steps = inputs[..., :n], inputs[..., n : 2 * n]
     magnitude = ops.minimum(ops.abs(values), float(MAX_VALUE))
     one_hot = [ops.cast(ops.equal(magnitude, float(v)), "float32") for v in range(MAX_VALUE + 1)]
     # 4 / step: about 1 at q75's low frequencies, finer tables larger.
-    x = ops.concatenate([*one_hot, 4.0 / steps], axis=-1)
+    parts = [*one_hot, 4.0 / steps]
+    if phases:  # shares of 1/8 on average: times 8, about 1
+        parts.append(inputs[..., 2 * n :] * float(PHASES))
+    x = ops.concatenate(parts, axis=-1)
     x = layers.Conv2D(WIDTH, 1, activation="relu")(x)
     for dilation in DILATIONS:
         x = layers.Conv2D(WIDTH, 3, padding="same", dilation_rate=dilation, use_bias=False)(x)
@@ -83,8 +93,7 @@ def jpeg(rgb: Image.Image, quality: int) -> bytes:
 
 def encoded(raw: bytes) -> np.ndarray:
     """The network's input for a whole (small) JPEG."""
-    luma, table = luma_plane(raw)
-    return block_input(block_coefficients(luma, table), table)
+    return features(*luma_plane(raw), GRID_PHASES)
 
 
 def block_targets(mask: np.ndarray | None) -> np.ndarray:
@@ -150,7 +159,7 @@ def window(luma: np.ndarray, table: np.ndarray, rng: np.random.Generator) -> np.
         return None
     y, x = int(rng.integers(rows + 1)) * 8, int(rng.integers(cols + 1)) * 8
     region = luma[y : y + SIZE[1], x : x + SIZE[0]]
-    return block_input(block_coefficients(region, table), table)
+    return features(region, table, GRID_PHASES)
 
 
 def real_examples(args):
@@ -226,7 +235,7 @@ QUALITIES: dict[tuple[str, int], int] = {}  # (path, label) -> estimated quality
 
 def image_score(model, raw: bytes) -> float:
     """The detector's score for a JPEG, as plugins/dct_splicing computes it."""
-    read = tiles(raw)
+    read = tiles(raw, GRID_PHASES)
     if isinstance(read, str):
         return float("nan")
     maps = model.predict(np.stack(read[0]), verbose=0)[..., 0]
@@ -272,7 +281,15 @@ def main(argv=None) -> None:
         help="also train on half of the calibration groups of camera photos and Kodak scans "
         "(as saved, shrunk, and as splice hosts); the threshold is then chosen on the rest",
     )
+    parser.add_argument(
+        "--no-grid-phases",
+        action="store_true",
+        help="the coefficients and steps alone, without each block's blocking per pixel "
+        "position (dct_splicing.grid_phases): the 1.0.0 recipe",
+    )
     args = parser.parse_args(argv)
+    global GRID_PHASES
+    GRID_PHASES = not args.no_grid_phases
     keras.utils.set_random_seed(SEED)
 
     items = data.casia()
@@ -287,7 +304,7 @@ def main(argv=None) -> None:
     probe_labels = [1] * len(authentic) + [0] * len(authentic)
     photos = data.real_photos(train_share=0.5 if args.real_hosts else 0.0)
     photo_train = [i for i in photos if i["split"] == "train"]
-    model = build()
+    model = build(GRID_PHASES)
     with Pool(2) as pool:
         x, y = epoch_examples(pool, train, 0, photo_train)
         steps = args.epochs * (len(x) // 16 + 1)
@@ -330,6 +347,7 @@ def main(argv=None) -> None:
         0.02,
         epochs=args.epochs,
         seed=SEED,
+        grid_phases=GRID_PHASES,
     )
     print(f"wrote {args.out}; Keras/ONNX max difference {worst:.1e}")
 

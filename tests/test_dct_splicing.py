@@ -17,8 +17,8 @@ from scanner.imaging import Sample, decode
 from scanner_plugins.dct_splicing import MAX_TILES, TILE, DctSplicing, tile_origins
 
 needs_data = pytest.mark.skipif(not data.DATA.is_dir(), reason=f"needs {data.DATA}")
-# 0.76 on this sample of 40 + 40, 0.72 on the whole validation split (MODEL_CARD.md): weak,
-# but a broken model or input (0.5) fails.
+# 0.76 on this sample of 40 + 40, 0.72 on the whole validation split (MODEL_CARD.md; 1.0.0 and
+# 1.1.0 alike): weak, but a broken model or input (0.5) fails.
 AUC_FLOOR = 0.68
 
 
@@ -133,8 +133,8 @@ def test_training_windows_of_a_camera_photo_are_its_own_coefficients():
     """The 'as saved' windows of a camera photo are the blocks the detector reads from the
     file itself (no re-save on the way), and a splice pair's tampered half is marked."""
     pytest.importorskip("keras")  # export.train_dct_splicing builds its network with Keras
-    from export.train_dct_splicing import SIZE, real_examples
-    from scanner_plugins.dct_splicing import block_input
+    from export.train_dct_splicing import GRID_PHASES, SIZE, real_examples
+    from scanner_plugins.dct_splicing import PHASES, block_input
     from scanner_plugins.metadata.jpeg import block_coefficients, luma_plane
 
     photo = next(
@@ -144,10 +144,11 @@ def test_training_windows_of_a_camera_photo_are_its_own_coefficients():
     )
     donor = next(i for i in data.casia() if i["split"] == "train" and i["label"] == 0)
     examples = real_examples((photo, donor, 0))
-    assert {x.shape for x, _ in examples} == {(SIZE[1] // 8, SIZE[0] // 8, 30)}
+    channels = 30 + (2 * PHASES if GRID_PHASES else 0)
+    assert {x.shape for x, _ in examples} == {(SIZE[1] // 8, SIZE[0] // 8, channels)}
     luma, table = luma_plane(Path(photo["path"]).read_bytes())
     whole = block_input(block_coefficients(luma, table), table)  # every block of the file
-    first = examples[0][0]
+    first = examples[0][0][..., :30]  # the coefficients and steps
     found = [
         (y, x)
         for y in range(whole.shape[0] - first.shape[0] + 1)
@@ -157,3 +158,27 @@ def test_training_windows_of_a_camera_photo_are_its_own_coefficients():
     assert found, "the window is not a crop of the file's own block grid"
     assert all(t.max() == 0 for _, t in examples[:4])  # as saved, and shrunk: real
     assert examples[-1][1].max() == 1 and examples[-2][1].max() == 0  # the last pair
+
+
+def test_grid_phases_show_an_earlier_grid_off_this_one():
+    """A region pasted from another JPEG, moved off this file's 8x8 grid, keeps its earlier
+    grid's blocking at another pixel position; the host, saved twice on the same grid, has it
+    at the last position. Each block's shares sum to one per direction."""
+    from scanner_plugins.dct_splicing import grid_phases
+    from scanner_plugins.metadata.jpeg import luma_plane
+
+    host = decode(save(textured((384, 256), seed=1), quality=70))[0]
+    donor = decode(save(textured((400, 280), seed=2), quality=60))[0].crop((3, 5, 387, 261))
+    pasted = host.copy()
+    pasted.paste(donor.crop((0, 0, 160, 128)), (96, 64))  # blocks 8-23 across, 12-19 down
+    luma, _ = luma_plane(save(pasted, quality=90))
+    phases = grid_phases(luma)
+    assert phases.shape == (32, 48, 16)
+    assert np.allclose(phases.reshape(-1, 2, 8).sum(-1), 1.0, atol=1e-2)
+    outside = phases[:6].reshape(-1, 16).mean(0)
+    inside = phases[9:15, 14:22].reshape(-1, 16).mean(0)
+    # Across: the host's steps pile up at the last position; the donor's at position 7 - 3.
+    assert outside[7] == outside[:8].max() and outside[7] > 1.5 / 8
+    assert inside[4] > outside[4] and inside[7] < outside[7]
+    # Down: the donor's grid is 5 rows off: its steps at position 7 - 5.
+    assert inside[8 + 2] > outside[8 + 2]

@@ -61,11 +61,12 @@ def test_dct_splicing_onnx_matches_keras_on_real_jpegs():
     from export.train_dct_splicing import build
     from scanner_plugins.dct_splicing import tiles
 
-    model = load_weights(build(), PLUGINS / "dct_splicing" / "weights.npz")
+    phases = json.loads((PLUGINS / "dct_splicing" / "model.json").read_text())["grid_phases"]
+    model = load_weights(build(phases), PLUGINS / "dct_splicing" / "weights.npz")
     onnx = (PLUGINS / "dct_splicing" / "model.onnx").read_bytes()
     files = [Path(i["path"]).read_bytes() for i in casia()[::97]]
     files.append(sorted((DATA / "camera_photos" / "real").glob("*.jpg"))[0].read_bytes())
-    batches = [np.stack(tiles(raw)[0]) for raw in files]
+    batches = [np.stack(tiles(raw, phases)[0]) for raw in files]
     for batch in batches:
         assert check_parity(model, onnx, batch) <= PARITY_TOLERANCE
 

@@ -6,11 +6,13 @@ the trace of that earlier compression (coefficient histograms with periodic gaps
 aligned with the grid); a region pasted in from elsewhere, usually moved off that grid and
 often rescaled, does not, and keeps its trace through a further re-save. A small fully
 convolutional network (export/train_dct_splicing.py) reads, for every 8x8 luma block, its 15
-lowest-frequency AC coefficients and the file's quantisation steps, and gives each block a
-probability of belonging to a spliced region; the image's score is the strongest 5x5-block
-neighbourhood. It was trained on CASIA v1's training split and on synthetic splices, every
-image of both classes re-saved at a random quality, with per-block targets from the masks, so a
-file's quality alone cannot raise its score.
+lowest-frequency AC coefficients, the file's quantisation steps and (since 1.1.0) how the
+block's pixel steps fall on the 8 positions of a block row and column (grid_phases: an earlier
+JPEG grid off this one), and gives each block a probability of belonging to a spliced region;
+the image's score is the strongest 5x5-block neighbourhood. It was trained on CASIA v1's
+training split and on synthetic splices, every image of both classes re-saved at a random
+quality, with per-block targets from the masks, so a file's quality alone cannot raise its
+score.
 
 Only JPEG files carry coefficients: other formats are not applicable. Large pictures are read
 in at most MAX_TILES tiles of TILE x TILE blocks spread over the picture, which bounds the cost.
@@ -53,6 +55,37 @@ def block_input(coefficients: np.ndarray, table: np.ndarray) -> np.ndarray:
     )
 
 
+PHASES = 8  # pixel positions within a block row or column
+
+
+def grid_phases(luma: np.ndarray) -> np.ndarray:
+    """(rows, cols, 16) float32: per 8x8 block of `luma` (uint8, on the file's grid), how its
+    pixel steps between neighbouring columns (8 values) and rows (8 values) are shared among
+    the 8 positions in the block, each set summing to 1. The current grid's boundaries (the
+    last position) carry the last save's blocking everywhere; a region pasted from another
+    JPEG off this grid keeps its earlier grid's blocking at another position, which a re-save
+    does not move and the coefficients of this grid do not show (after Li et al. 2009, block
+    artifact grids)."""
+    rows, cols = luma.shape[0] // 8, luma.shape[1] // 8
+    plane = luma[: rows * 8, : cols * 8].astype(np.float32)
+    # The step from each pixel to the next along a row (the last column has none: zero).
+    across = np.zeros_like(plane)
+    across[:, :-1] = np.abs(np.diff(plane, axis=1))
+    down = np.zeros_like(plane)
+    down[:-1] = np.abs(np.diff(plane, axis=0))
+    across = across.reshape(rows, 8, cols, PHASES).mean(axis=1)  # (rows, cols, phase)
+    down = down.reshape(rows, PHASES, cols, 8).mean(axis=3).transpose(0, 2, 1)
+    shares = [s / (s.sum(axis=-1, keepdims=True) + 1e-3) for s in (across, down)]
+    return np.concatenate(shares, axis=-1).astype(np.float32)
+
+
+def features(luma: np.ndarray, table: np.ndarray, phases: bool = False) -> np.ndarray:
+    """The network's input for a region of a luma plane on the file's grid: block_input, and
+    grid_phases after it when the model was trained with them (model.json's `grid_phases`)."""
+    x = block_input(block_coefficients(luma, table), table)
+    return np.concatenate([x, grid_phases(luma)], axis=-1) if phases else x
+
+
 def tile_origins(rows: int, cols: int) -> list[tuple[int, int]]:
     """Top-left block of each tile read: the whole grid when it is small, else at most
     MAX_TILES tiles of TILE blocks spread evenly (first and last touch the edges)."""
@@ -70,9 +103,11 @@ def tile_origins(rows: int, cols: int) -> list[tuple[int, int]]:
     return [(int(y), int(x)) for y in ys for x in xs]
 
 
-def tiles(data: bytes) -> tuple[list[np.ndarray], list[tuple[int, int]], tuple] | str:
+def tiles(
+    data: bytes, phases: bool = False
+) -> tuple[list[np.ndarray], list[tuple[int, int]], tuple] | str:
     """(network inputs, their top-left blocks, the luma plane's shape), or why the file cannot
-    be read this way."""
+    be read this way. `phases`: the inputs carry grid_phases too."""
     # The file's Y plane, decoded again (grey only, about half a full decode): the RGB the
     # scan already decoded cannot give the stored coefficients back exactly.
     plane = luma_plane(data)
@@ -87,7 +122,7 @@ def tiles(data: bytes) -> tuple[list[np.ndarray], list[tuple[int, int]], tuple] 
     inputs = []
     for y, x in origins:
         region = luma[y * 8 : (y + height) * 8, x * 8 : (x + width) * 8]
-        inputs.append(block_input(block_coefficients(region, table), table))
+        inputs.append(features(region, table, phases))
     return inputs, origins, luma.shape
 
 
@@ -117,7 +152,7 @@ def upright(heatmap: np.ndarray, data: bytes, size: tuple[int, int]) -> np.ndarr
 
 class DctSplicing(OnnxDetector):
     name = "dct-splicing"
-    version = "1.0.0"
+    version = "1.1.0"  # 1.1.0: reads each block's blocking per pixel position too (grid_phases)
     model_dir = HERE
     needs = frozenset({"rgb"})
     uses_settings = frozenset()
@@ -134,7 +169,7 @@ class DctSplicing(OnnxDetector):
         return [self._judge(sample) for sample in batch]
 
     def _judge(self, sample) -> Result:
-        read = tiles(sample.data)
+        read = tiles(sample.data, bool(self.meta.get("grid_phases", False)))
         if isinstance(read, str):
             return Result.not_applicable(read)
         inputs, origins, (height, width) = read
