@@ -38,10 +38,10 @@ def region_mask(size: tuple[int, int], rng: np.random.Generator) -> Image.Image:
 
 
 def splice_pair(
-    host: Image.Image, donor: Image.Image, rng: np.random.Generator
+    host: Image.Image, donor: Image.Image, rng: np.random.Generator, final: int | None = None
 ) -> tuple[Image.Image, Image.Image, np.ndarray]:
     """(authentic, tampered, mask as float32 0/1) at the host's size; both images have been
-    through the same final JPEG save."""
+    through the same final JPEG save, at quality `final` when given (else a random 70-98)."""
     donor = jpeg_roundtrip(donor, int(rng.integers(50, 96)))
     if rng.random() < 0.5:
         scale = rng.uniform(0.7, 1.4)
@@ -60,7 +60,8 @@ def splice_pair(
     mask = region_mask(host.size, rng)
     soft = mask.filter(ImageFilter.GaussianBlur(1.0)) if rng.random() < 0.5 else mask
     tampered = Image.composite(patch, host, soft)
-    final = int(rng.integers(70, 99))
+    drawn = int(rng.integers(70, 99))  # drawn either way: the same random stream after it
+    final = drawn if final is None else final
     target = (np.asarray(mask) > 127).astype(np.float32)
     return jpeg_roundtrip(host, final), jpeg_roundtrip(tampered, final), target
 

@@ -23,6 +23,8 @@ Data, every example re-saved at a random quality 60-100 after any editing, both 
 With --real-hosts (measured, not the shipped recipe: MODEL_CARD.md), half of the calibration
 groups of camera photos and Kodak scans join training: windows of them as saved and shrunk, and
 splice pairs with them as hosts; the threshold is then chosen on the other calibration half.
+With --once-saved-splices (measured, not shipped), half the synthetic pairs are saved once
+after the paste instead of twice.
 The threshold is the lowest that flags at most 2% of each set of real photos from other
 sources (the calibration halves of camera_photos, as they come and shrunk + re-saved, and
 of the Kodak scans at q75/q85/q95; the face sets' real training photos). CPU only, seeded;
@@ -64,6 +66,9 @@ OUT = Path(dct_splicing.__file__).parent
 # since 1.1.0, off with --no-grid-phases). Set before the worker pool starts, so that its
 # workers see it.
 GRID_PHASES = True
+# --once-saved-splices: half the synthetic pairs are saved once after the paste, as CASIA's
+# tampered files come (the pair's save and the final one at the same quality), not twice.
+ONCE_SAVED_SPLICES = False
 
 
 def build(phases: bool = False) -> keras.Model:
@@ -141,8 +146,12 @@ def synthetic_examples(args):
         return []
     host = turned[0]
     donor = data.casia_image(donor_item)[0].resize(host.size)
-    authentic, tampered, mask = synthetic.splice_pair(host, donor, rng)
+    once = ONCE_SAVED_SPLICES and rng.random() < 0.5
+    first = int(rng.integers(60, 101)) if once else None
+    authentic, tampered, mask = synthetic.splice_pair(host, donor, rng, first)
     quality = int(rng.integers(60, 101))
+    if once:  # saved again at the same quality: its coefficients stay within a step or so
+        quality = first
     return [
         (encoded(jpeg(authentic, quality)), block_targets(None)),
         (encoded(jpeg(tampered, quality)), block_targets(mask)),
@@ -287,9 +296,16 @@ def main(argv=None) -> None:
         help="the coefficients and steps alone, without each block's blocking per pixel "
         "position (dct_splicing.grid_phases): the 1.0.0 recipe",
     )
+    parser.add_argument(
+        "--once-saved-splices",
+        action="store_true",
+        help="half the synthetic splice pairs saved once after the paste, as CASIA's tampered "
+        "files come, instead of twice",
+    )
     args = parser.parse_args(argv)
-    global GRID_PHASES
+    global GRID_PHASES, ONCE_SAVED_SPLICES
     GRID_PHASES = not args.no_grid_phases
+    ONCE_SAVED_SPLICES = args.once_saved_splices
     keras.utils.set_random_seed(SEED)
 
     items = data.casia()
@@ -348,6 +364,7 @@ def main(argv=None) -> None:
         epochs=args.epochs,
         seed=SEED,
         grid_phases=GRID_PHASES,
+        once_saved_splices=ONCE_SAVED_SPLICES,
     )
     print(f"wrote {args.out}; Keras/ONNX max difference {worst:.1e}")
 

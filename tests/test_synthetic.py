@@ -40,3 +40,16 @@ def test_an_object_paste_moves_exactly_the_marked_region():
     assert changed[target > 0].mean() > 0.9
     assert 0.9 * 0.6**2 * 3600 <= target.sum() <= 1.1 * 1.2**2 * 3600  # rescaled 0.6-1.2
     assert synthetic.object_paste(host, source, np.zeros_like(region), rng) is None
+
+
+def test_a_pair_saved_at_a_given_quality_keeps_the_random_stream():
+    """`final` sets the pair's last save; the random numbers drawn after it are the same as
+    without it, so recipes that do not pass it make the same pairs as before."""
+    from export.training import jpeg_roundtrip
+
+    host, donor = photo(1, (384, 256)), photo(51, (300, 200))
+    given, drawn = np.random.default_rng(7), np.random.default_rng(7)
+    authentic, _, mask = synthetic.splice_pair(host, donor, given, final=63)
+    _, _, same_mask = synthetic.splice_pair(host, donor, drawn)
+    assert np.array_equal(np.asarray(authentic), np.asarray(jpeg_roundtrip(host, 63)))
+    assert np.array_equal(mask, same_mask) and given.random() == drawn.random()
