@@ -371,6 +371,19 @@ class Pipeline:
                 kind, message = done.damage
                 batch.errors.append(ErrorRecord(path, kind, message, sha256=job.sha256))
             note(path, "scanned", sha=job.sha256)
+        # A picture judged before by some of the detectors in use ran only the others: its
+        # stored verdicts of the rest count in the summary too, so that "flagged by copy-move:
+        # 2 of 9" stays true when a scan adds a detector (-d) to pictures already judged.
+        running = {d.name for d in self.detectors if d.name not in self.disabled}
+        kept = {
+            job.sha256: running.difference(job.detectors)
+            for job in to_prepare
+            if job.sha256 in finished and not job.describe and running.difference(job.detectors)
+        }
+        if kept:
+            for sha, names in self.db.fake_labels(kept).items():
+                for name in names & kept[sha]:
+                    stats.flagged[name] += 1
         for path, st, sha in copies:  # each copy of bad bytes gets its own error row
             if sha in failed:
                 self._image_error(path, st, sha, *failed[sha], batch, note)

@@ -211,6 +211,19 @@ def test_a_detector_off_by_default_runs_only_when_named(cli, registry, image_dir
     assert json.loads(asked.stdout)["flagged"] == {"test-off": 1}
 
 
+def test_adding_a_detector_keeps_the_others_flags_in_the_summary(cli, registry, image_dir):
+    """A second scan that adds a detector runs only that one on pictures already judged; the
+    summary still counts what the others found in them (stored), not zero."""
+    registry.add("test-off", "sample_detectors:OffByDefault")
+    first = json.loads(cli("scan", image_dir, "-d", "test-red", "--json").stdout)
+    assert first["flagged"] == {"test-red": 1}
+    added = json.loads(cli("scan", image_dir, "-d", "test-red", "-d", "test-off", "--json").stdout)
+    assert added["scanned"] == first["scanned"]  # judged again, by test-off only
+    assert added["flagged"] == {"test-red": 1, "test-off": 1}
+    stored = json.loads(cli("results", "-d", "test-red", "--per-detector", "-f", "json").stdout)
+    assert len({r["scanned_at"] for r in stored}) == 1  # test-red did not run again
+
+
 @pytest.mark.parametrize("command", ["results", "show", "errors", "status"])
 def test_read_commands_never_create_a_database(cli, tmp_path, command):
     target = tmp_path / "absent.db"

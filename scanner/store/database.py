@@ -286,6 +286,19 @@ class Database:
                     )
         return found
 
+    def fake_labels(self, shas: Iterable[str]) -> dict[str, set[str]]:
+        """For each of `shas` with any: the detectors whose stored verdict labels it fake."""
+        v = tables.verdicts
+        found: dict[str, set[str]] = {}
+        with self.read() as conn:
+            for chunk in _chunks(sorted(set(shas))):
+                query = select(v.c.sha256, v.c.detector).where(
+                    v.c.sha256.in_(chunk), v.c.label == "fake"
+                )
+                for row in conn.execute(query):
+                    found.setdefault(row.sha256, set()).add(row.detector)
+        return found
+
     def record_detectors(self, detectors: Sequence[DetectorRecord]) -> None:
         """Remember the detectors a scan runs with (version, threshold, on by default)."""
         rows = [asdict(d) | {"updated_at": utcnow()} for d in detectors]
