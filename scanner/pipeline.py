@@ -260,10 +260,14 @@ class Pipeline:
             )
         )
 
+    def _running(self) -> list[Detector]:
+        """The detectors in use that have not been disabled during this scan."""
+        return [d for d in self.detectors if d.name not in self.disabled]
+
     def _missing(self, known: dict[str, tuple] | None) -> list[Detector]:
         """Detectors with no verdict at their current version and settings, given
         {detector: (version, settings JSON)}; every detector when rescanning."""
-        running = [d for d in self.detectors if d.name not in self.disabled]
+        running = self._running()
         if self.rescan:
             return running
         known = known or {}
@@ -374,11 +378,12 @@ class Pipeline:
         # A picture judged before by some of the detectors in use ran only the others: its
         # stored verdicts of the rest count in the summary too, so that "flagged by copy-move:
         # 2 of 9" stays true when a scan adds a detector (-d) to pictures already judged.
-        running = {d.name for d in self.detectors if d.name not in self.disabled}
+        running = {d.name for d in self._running()}
         kept = {
-            job.sha256: running.difference(job.detectors)
+            job.sha256: rest
             for job in to_prepare
-            if job.sha256 in finished and not job.describe and running.difference(job.detectors)
+            if job.sha256 in finished and not job.describe
+            if (rest := running.difference(job.detectors))
         }
         if kept:
             for sha, names in self.db.fake_labels(kept).items():
