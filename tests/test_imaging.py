@@ -5,7 +5,15 @@ import pytest
 from conftest import jpeg_bytes, photo, spliced
 from PIL import Image
 
-from scanner.imaging import ImageError, decode, error_level, heatmap_png, sniff, to_png
+from scanner.imaging import (
+    ImageError,
+    decode,
+    error_level,
+    heatmap_png,
+    largest_value,
+    sniff,
+    to_png,
+)
 
 
 def test_sniff_knows_the_formats_it_decodes():
@@ -68,6 +76,28 @@ def test_png_helpers_cap_size_and_validate_heatmaps():
     assert heat.mode == "L" and np.asarray(heat).ravel().tolist() == [0, 255, 128, 255]
     with pytest.raises(ValueError):
         heatmap_png(np.zeros((2, 2, 2)))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int64, bool])
+def test_integer_heatmaps_are_stored_as_their_probabilities_clipped(dtype):
+    # Masks (copy-move's, at image resolution) skip the float copy: 0 or less is 0, 1 or
+    # more is 255, as a float heatmap clipped to 0..1 would be.
+    mask = np.array([[0, 1, 2], [-1, 0, 7]]).astype(dtype)
+    heat = Image.open(io.BytesIO(heatmap_png(mask)))
+    expected = np.clip(mask.astype(np.float32), 0, 1) * 255
+    assert np.asarray(heat).tolist() == expected.astype(np.uint8).tolist()
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_largest_value_is_the_largest_in_any_band(mode):
+    pixels = np.zeros((4, 5, 3), np.uint8)
+    pixels[2, 3, 1] = 9
+    pixels[1, 1, 2] = 4
+    image = Image.fromarray(pixels).convert(mode) if mode == "L" else Image.fromarray(pixels)
+    extrema = image.getextrema()
+    bands = extrema if isinstance(extrema[0], tuple) else (extrema,)
+    assert largest_value(image) == max(high for _low, high in bands) > 0
+    assert largest_value(Image.new(mode, (3, 3))) == 0
 
 
 def test_face_crops_mode_treats_the_whole_image_as_one_face():
