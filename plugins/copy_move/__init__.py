@@ -54,7 +54,8 @@ class CopyMove(Detector):
     name = "copy-move"
     # 1.1.0: SIFT on the work copy at half size (2.4x faster), calibrated again.
     # 1.2.0: small photos' work copies whole, a lower contrast threshold, recalibrated.
-    version = "1.2.0"
+    # 1.3.0: moved copies found by matching blocks too (blocks.py), recalibrated.
+    version = "1.3.0"
     needs = frozenset({"rgb"})
     uses_settings = frozenset()
     threshold = 0.5  # replaced in load() by model.json's, chosen on held-out real photos

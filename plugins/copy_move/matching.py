@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from scanner_plugins.copy_move import blocks
+
 # The grey copy's longer side is brought into this range: small photos (CASIA's 384x256) are
 # enlarged so that SIFT finds keypoints in small copied regions; large ones are shrunk so that
 # the cost stays bounded (a 12-megapixel photo costs what a 1-megapixel one does).
@@ -242,7 +244,48 @@ def region_pairs(grey: np.ndarray, scale: float) -> list[RegionPair]:
                 )
             )
         pairs = remaining
+    found += block_pairs(grey, found)
     return sorted(found, key=lambda r: -r.inliers)
+
+
+def _translation(offset: np.ndarray) -> np.ndarray:
+    return np.array([[1.0, 0.0, offset[0]], [0.0, 1.0, offset[1]]])
+
+
+def block_pairs(grey: np.ndarray, found: list[RegionPair]) -> list[RegionPair]:
+    """Region pairs that blocks.py finds in a work copy and the SIFT pairs `found` do not
+    already give: moved copies of regions with too few keypoints. `inliers` counts blocks."""
+    small, scale = blocks.search_copy(grey)
+    min_offset = MIN_OFFSET * float(np.hypot(*small.shape))
+    pairs = []
+    for offset, corners in blocks.shared_offsets(small, min_offset):
+        shift = offset / scale  # work-copy pixels
+        known = any(
+            np.allclose(p.transform[:, :2], np.eye(2), atol=0.05)
+            and min(np.hypot(*(p.transform[:, 2] - shift)), np.hypot(*(p.transform[:, 2] + shift)))
+            < 2 * RANSAC_PIXELS
+            for p in found
+        )
+        if known:
+            continue
+        # A first look on the small copy (about 1 ms): most offsets that many lookalike
+        # blocks share are smooth surfaces whose pixels do not repeat; they stop here.
+        small_copy = (corners + blocks.BLOCK / 2).astype(np.float32)
+        if dense_match(small, _translation(offset), small_copy)[0] < blocks.MIN_MATCH / 2:
+            continue
+        copy = small_copy / scale
+        source = copy - shift.astype(np.float32)
+        share, reproduced = dense_match(grey, _translation(shift), copy)
+        if share < blocks.MIN_MATCH:
+            continue
+        # A third repetition one step further on, or one step back: a periodic structure.
+        again = max(
+            dense_match(grey, _translation(shift), copy + shift.astype(np.float32))[0],
+            dense_match(grey, _translation(shift), source)[0],
+        )
+        repeats = 1.0 if again >= 0.5 * share else 0.0
+        pairs.append(RegionPair(_translation(shift), source, copy, repeats, share, reproduced))
+    return pairs
 
 
 def copied_mask(pair: RegionPair) -> np.ndarray:
