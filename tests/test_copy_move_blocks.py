@@ -8,6 +8,7 @@ import io
 
 import cv2
 import numpy as np
+from conftest import jpeg_bytes
 from PIL import Image
 
 from scanner.imaging import Sample, decode
@@ -18,9 +19,8 @@ SIZE = (384, 256)  # CASIA's
 
 
 def resaved(grey: np.ndarray, quality: int = 85) -> np.ndarray:
-    buffer = io.BytesIO()
-    Image.fromarray(grey).save(buffer, "JPEG", quality=quality)
-    return np.asarray(Image.open(buffer).convert("L"))
+    data = jpeg_bytes(Image.fromarray(grey), quality)
+    return np.asarray(Image.open(io.BytesIO(data)).convert("L"))
 
 
 def foliage(seed: int) -> np.ndarray:
@@ -52,10 +52,9 @@ def test_the_detector_flags_it_and_not_the_untouched_picture():
     forged[90:170, 230:320] = forged[60:140, 40:130].copy()
     labels = []
     for grey in (original, forged):
-        buffer = io.BytesIO()
-        Image.fromarray(grey).convert("RGB").save(buffer, "JPEG", quality=85)
-        rgb, fmt = decode(buffer.getvalue())
-        labels.append(detector.predict([Sample("x.jpg", "", buffer.getvalue(), rgb, fmt)])[0].label)
+        data = jpeg_bytes(Image.fromarray(grey).convert("RGB"), 85)
+        rgb, fmt = decode(data)
+        labels.append(detector.predict([Sample("x.jpg", "", data, rgb, fmt)])[0].label)
     assert labels == ["real", "fake"]
 
 
