@@ -134,6 +134,17 @@ def test_a_thumbnail_of_another_picture_is_a_mismatch(detector):
     assert "thumbnail-mismatch" in rules and result.label == "fake"
 
 
+@pytest.mark.skipif(not KODAK.is_dir(), reason=f"needs {KODAK}")
+def test_a_real_photo_mirrored_by_a_viewer_still_matches_its_thumbnail(detector):
+    # A real photo, unlike the synthetic waves below, matches its mirror image in no turn:
+    # only comparing in the left-right mirror (Image.Transpose value 0) keeps it unflagged.
+    original = Image.open(KODAK / "kodim05.png").convert("RGB")
+    thumbnail = exif_with_thumbnail(thumb_of(original))
+    mirrored = original.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    result, rules = judge(detector, jpeg_bytes(mirrored, 90, exif=thumbnail))
+    assert "thumbnail-mismatch" not in rules and result.label == "real"
+
+
 def test_a_picture_turned_or_mirrored_by_a_viewer_still_matches_its_thumbnail(detector):
     original = photo(7)
     for turn in (Image.Transpose.ROTATE_90, Image.Transpose.FLIP_LEFT_RIGHT):

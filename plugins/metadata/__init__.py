@@ -14,7 +14,9 @@ from scanner_plugins.metadata.rules import combine, examine
 class Metadata(Detector):
     name = "metadata"
     # 1.1.0: generator marks moved to the provenance detector.
-    version = "1.2.0"  # 1.2.0: thumbnails compared at 16x16, in any turn or mirror, below 0.6
+    # 1.2.0: thumbnails compared at 16x16, in any turn or mirror, below 0.6; 1.2.1: the
+    # left-right mirror really compared (1.2.0 skipped it).
+    version = "1.2.1"
     needs = frozenset({"bytes", "rgb"})
     # A file whose own metadata says a retouching program saved it (0.4) is flagged for review;
     # weaker signs (developing software, one re-save) need company to cross.

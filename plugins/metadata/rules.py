@@ -144,7 +144,9 @@ def camera_data(ev: Evidence) -> Iterator[Finding]:
 # camera photos of 68 fell to 0.76-0.78), fine enough that another picture does not.
 COMPARE_SIDE = 16
 # A thumbnail that matches the picture this little shows another picture. Camera photos:
-# lowest 0.82 (camera_photos, all 68, compared in any of the 8 turns and mirrors).
+# lowest 0.82 (camera_photos, all 68, compared in any of the 8 turns and mirrors; before
+# 2026-12-07 the left-right mirror, Transpose value 0, was skipped as falsy, and one photo a
+# viewer had mirrored fell to 0.42).
 THUMBNAIL_MATCH = 0.6
 # Turns and mirrors: a viewer that turned or flipped the whole picture without redrawing the
 # thumbnail changed nothing the picture shows.
@@ -186,7 +188,8 @@ def thumbnail(ev: Evidence) -> Iterator[Finding]:
             thumb = thumb.transpose(method)
         picture = _comparable(ev.rgb)
         correlation = max(
-            float((_comparable(thumb.transpose(t) if t else thumb) * picture).mean()) for t in TURNS
+            float((_comparable(thumb if t is None else thumb.transpose(t)) * picture).mean())
+            for t in TURNS
         )
     if correlation < THUMBNAIL_MATCH:
         yield Finding(
