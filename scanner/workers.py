@@ -176,65 +176,79 @@ class WorkerPool:
         true, work in hand is abandoned (its workers killed) and the rest is not started."""
         queue = deque(jobs)
         busy: dict[Connection, _Worker] = {}
-        budget = self.settings.pixel_budget
-        cap = self.settings.worker_memory_bytes
         try:
             while queue or busy:
                 if stop():
                     return
-                in_flight = sum(w.job.pixels for w in busy.values())
-                while queue and len(busy) < self.size:
-                    if busy and in_flight + queue[0].pixels > budget:
-                        break  # a large picture waits until it fits, or runs alone
-                    job = queue.popleft()
-                    worker = self._worker()
-                    try:
-                        worker.give(job, self.settings.image_timeout)
-                    except OSError:  # it died while idle: a fresh one takes the job
-                        worker.kill()
-                        worker = _Worker(self._context, self._args)
-                        worker.give(job, self.settings.image_timeout)
-                    busy[worker.conn] = worker
-                    in_flight += job.pixels
-                for conn in wait(list(busy), timeout=POLL_SECONDS):
-                    worker = busy[conn]
-                    try:
-                        message = conn.recv()
-                    except (EOFError, OSError):
-                        del busy[conn]
-                        yield worker.job, self._dead(worker)
-                        continue
-                    if isinstance(message, str):
-                        worker.stage = message
-                        continue
-                    del busy[conn]
-                    job, worker.job = worker.job, None
-                    self._idle.append(worker)
-                    yield job, message
-                now = time.monotonic()
-                for conn, worker in list(busy.items()):
-                    overrun = None
-                    if now > worker.deadline:
-                        overrun = Overrun(
-                            "timeout",
-                            f"not done within {self.settings.image_timeout:g} s "
-                            f"(SCANNER_IMAGE_TIMEOUT) while {_doing(worker.stage)}",
-                            worker.stage,
-                        )
-                    elif cap and _resident_bytes(worker.process.pid) > cap:
-                        overrun = Overrun(
-                            "out-of-memory",
-                            f"used more than {cap // 2**20} MB (SCANNER_WORKER_MEMORY_MB) "
-                            f"while {_doing(worker.stage)}",
-                            worker.stage,
-                        )
-                    if overrun:
-                        del busy[conn]
-                        worker.kill()
-                        yield worker.job, overrun
+                self._top_up(queue, busy)
+                finished = list(self._collect(busy))
+                # Idle workers get their next picture before the results go back: the caller
+                # stores each one (database, ELA image), and a worker left waiting meanwhile
+                # would idle. (Measured 2026-12-07, one worker, 54 pictures, three rounds:
+                # 15.4-15.8 s against 15.6-17.0 s: a small gain, near the noise.)
+                if not stop():
+                    self._top_up(queue, busy)
+                yield from finished
         finally:
             for worker in busy.values():  # abandoned: stopped, or the caller went away
                 worker.kill()
+
+    def _top_up(self, queue: deque[Job], busy: dict[Connection, _Worker]) -> None:
+        """Start queued pictures on idle workers while the pixels in flight allow."""
+        in_flight = sum(w.job.pixels for w in busy.values())
+        while queue and len(busy) < self.size:
+            if busy and in_flight + queue[0].pixels > self.settings.pixel_budget:
+                break  # a large picture waits until it fits, or runs alone
+            job = queue.popleft()
+            worker = self._worker()
+            try:
+                worker.give(job, self.settings.image_timeout)
+            except OSError:  # it died while idle: a fresh one takes the job
+                worker.kill()
+                worker = _Worker(self._context, self._args)
+                worker.give(job, self.settings.image_timeout)
+            busy[worker.conn] = worker
+            in_flight += job.pixels
+
+    def _collect(self, busy: dict[Connection, _Worker]) -> Iterator[tuple[Job, Done | Overrun]]:
+        """(job, outcome) of each picture that finished, died or overran within one poll."""
+        for conn in wait(list(busy), timeout=POLL_SECONDS):
+            worker = busy[conn]
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                del busy[conn]
+                yield worker.job, self._dead(worker)
+                continue
+            if isinstance(message, str):
+                worker.stage = message
+                continue
+            del busy[conn]
+            job, worker.job = worker.job, None
+            self._idle.append(worker)
+            yield job, message
+        now = time.monotonic()
+        cap = self.settings.worker_memory_bytes
+        for conn, worker in list(busy.items()):
+            overrun = None
+            if now > worker.deadline:
+                overrun = Overrun(
+                    "timeout",
+                    f"not done within {self.settings.image_timeout:g} s "
+                    f"(SCANNER_IMAGE_TIMEOUT) while {_doing(worker.stage)}",
+                    worker.stage,
+                )
+            elif cap and _resident_bytes(worker.process.pid) > cap:
+                overrun = Overrun(
+                    "out-of-memory",
+                    f"used more than {cap // 2**20} MB (SCANNER_WORKER_MEMORY_MB) "
+                    f"while {_doing(worker.stage)}",
+                    worker.stage,
+                )
+            if overrun:
+                del busy[conn]
+                worker.kill()
+                yield worker.job, overrun
 
     def _dead(self, worker: _Worker) -> Overrun:
         worker.process.join(timeout=5)
