@@ -13,6 +13,7 @@ from PIL import Image
 
 from scanner.imaging import Sample, decode
 from scanner_plugins.copy_move import CopyMove
+from scanner_plugins.copy_move.blocks import MIN_BLOCKS, vote_peaks
 from scanner_plugins.copy_move.matching import block_pairs, work_copy
 
 SIZE = (384, 256)  # CASIA's
@@ -73,3 +74,13 @@ def test_a_tiled_wall_is_periodic_not_a_copy():
     work, _ = work_copy(resaved(wall))
     pairs = block_pairs(work, [])
     assert pairs and all(p.repeats == 1.0 for p in pairs)  # found, and seen to repeat
+
+
+def test_the_offset_reported_is_the_one_most_pairs_voted_for():
+    # A copy's 100 votes at one offset, and lookalike pairs one and two columns right of it
+    # (a smooth texture matches itself a pixel off): the strongest 3x3 neighbourhood is
+    # centred a column right of the copy, whose offset is still the one reported.
+    votes = np.zeros((20, 20), np.int64)
+    votes[5, 5] = MIN_BLOCKS
+    votes[4:7, 7] = MIN_BLOCKS * 6 // 10
+    assert vote_peaks(votes)[0] == (5, 5)
