@@ -107,6 +107,8 @@ def pixel_f1(detector, items) -> tuple[float, float, int]:
     for item in items:
         result, rgb = judge(item["path"], detector)
         heatmap = result.heatmap
+        if heatmap is None:  # nothing marked (copy-move without a pair): every pixel clean
+            heatmap = np.zeros((rgb.height, rgb.width), np.uint8)
         cell = int(np.ceil(rgb.height / heatmap.shape[0]))
         # A heatmap may cover less than the image (whole patches only): the rest is "clean".
         covered = np.kron(heatmap >= 0.5, np.ones((cell, cell)))[: rgb.height, : rgb.width]

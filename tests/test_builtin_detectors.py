@@ -109,8 +109,10 @@ def test_a_scan_of_a_mixed_folder_stores_verdicts_from_the_builtins(tmp_path):
     for v in verdicts:
         by_detector.setdefault(v.detector, []).append(v)
     assert {name: len(v) for name, v in by_detector.items()} == {name: 6 for name in BUILTINS}
-    for name in ("ela-cnn", "ela-patchnet", "srm-cnn", "copy-move", "splicing"):
+    for name in ("ela-cnn", "ela-patchnet", "srm-cnn", "splicing"):
         assert all(v.heatmap_png for v in by_detector[name]), name
+    # copy-move marks the regions it matched: a heatmap exactly where it flags the image.
+    assert all(bool(v.heatmap_png) == (v.label == "fake") for v in by_detector["copy-move"])
     # CASIA's tampered files say Photoshop saved them; the ciplab files carry no metadata.
     labels = sorted(v.label for v in by_detector["metadata"])
     assert labels == ["fake"] * 3 + ["not-applicable"] * 3

@@ -6,7 +6,8 @@ evidence into a probability, and the threshold, are in model.json (export/train_
 
 Details list each region pair found (its two boxes, left, top, right, bottom in image pixels,
 in no particular order: which one is the original cannot be told); the heatmap marks both
-regions of every pair strong enough to flag the image, at the image's resolution."""
+regions of every pair strong enough to flag the image, at the image's resolution; an image
+without such a pair has no heatmap."""
 
 from __future__ import annotations
 
@@ -92,12 +93,17 @@ class CopyMove(Detector):
                 results.append(Result.not_applicable(f"smaller than {MIN_SIDE} pixels"))
                 continue
             score, pairs, scale, grey = self.judge(sample.rgb)
-            # Only pairs strong enough on their own to flag the image are drawn.
-            heatmap = np.zeros(grey.shape, np.uint8)
-            for pair in [p for p in pairs if probability([p], self.weights) >= self.threshold]:
-                heatmap = np.maximum(heatmap, copied_mask(pair))
-            width, height = sample.size
-            heatmap = cv2.resize(heatmap, (width, height), interpolation=cv2.INTER_NEAREST)
+            # Only pairs strong enough on their own to flag the image are drawn. With none,
+            # there is no heatmap: a blank one at the image's resolution said nothing and cost
+            # a 12-megapixel photo 35-40 ms and 52 kB in the database.
+            drawn = [p for p in pairs if probability([p], self.weights) >= self.threshold]
+            heatmap = None
+            if drawn:
+                heatmap = np.zeros(grey.shape, np.uint8)
+                for pair in drawn:
+                    heatmap = np.maximum(heatmap, copied_mask(pair))
+                width, height = sample.size
+                heatmap = cv2.resize(heatmap, (width, height), interpolation=cv2.INTER_NEAREST)
             details = {
                 "regions": [
                     {
