@@ -9,7 +9,8 @@ A realistic mix is generated (never committed): `--small` photo-like JPEGs of CA
   (every detector on by default, SCANNER_WORKERS = cores) in images/s against it;
 - the same scan with 2 worker processes against 1 (as it runs: its OpenCV and onnxruntime
   threads on every core; and held to one core, how the work itself scales with processes),
-  in `--rounds` alternating rounds, the median ratio and the range printed;
+  in `--rounds` alternating rounds (the default scan against the floor too), the median
+  ratio and the range printed;
 - the seed's loop (Pillow ELA, resize to 128, Keras `model.predict` on one image at a time,
   the seed's 29.5M-parameter network) against `scanner scan -d ela-cnn`; needs the export
   extra (TensorFlow), `--skip-seed` leaves it out;
@@ -185,10 +186,16 @@ def main() -> None:
         paths = make_mix(mix, args.small, args.large)
         n = len(paths)
         floor(paths, cores)  # warm the page cache
-        floor_s = floor(paths, cores)
-        scan_s, _ = scan(mix, cores, default)
+        # Alternating rounds here too: the floor alone moved between 58 and 81 images/s from
+        # one run to the next on this machine (2026-12-07).
+        floor_runs, scan_runs = [], []
+        for _ in range(args.rounds):
+            floor_runs.append(floor(paths, cores))
+            scan_runs.append(scan(mix, cores, default)[0])
+        floor_s, scan_s = float(np.median(floor_runs)), float(np.median(scan_runs))
+        ratios = [f / s for f, s in zip(floor_runs, scan_runs, strict=True)]
         print(
-            f"default scan / floor ({cores} processes each):  {floor_s / scan_s:5.2f}x "
+            f"default scan / floor ({cores} processes each):  {_spread(ratios)} "
             f"({n / scan_s:.1f} vs {n / floor_s:.1f} images/s; target >= 0.5x)"
         )
         # The mix's two kinds apart: what the default set costs on each (not targets).
