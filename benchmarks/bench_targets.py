@@ -117,12 +117,12 @@ def scan(
             while not done.wait(0.05):
                 peak[0] = max(peak[0], _tree_rss(proc.pid))
 
-        sampler = threading.Thread(target=sample, daemon=True)
-        if memory:
+        sampler = threading.Thread(target=sample, daemon=True) if memory else None
+        if sampler:
             sampler.start()
         proc.wait()
         done.set()
-        if memory:
+        if sampler:
             sampler.join()
         return time.perf_counter() - started, peak[0]
 
@@ -169,7 +169,10 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=4)
     parser.add_argument("--skip-seed", action="store_true")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="alternating 1- and 2-worker scans (default 3)"
+        "--rounds",
+        type=int,
+        default=3,
+        help="alternating rounds of floor and scan, and of 1- and 2-worker scans (default 3)",
     )
     args = parser.parse_args()
     cores = os.cpu_count() or 1
