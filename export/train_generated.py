@@ -37,7 +37,7 @@ from keras import layers
 from PIL import Image, ImageFilter
 
 from export import data
-from export.efficientnet import from_imagenet, head, trunk
+from export.efficientnet import from_imagenet, head, stages, trunk
 from export.onnx_export import load_weights, ship
 from export.torch_legacy import efficientnet_lite0
 from export.training import jpeg_roundtrip, threshold_per_set
@@ -59,11 +59,37 @@ def build() -> keras.Model:
     return keras.Model(inputs, score, name="generated")
 
 
-def pretrained() -> keras.Model:
-    model = build()
-    filled = from_imagenet(model, efficientnet_lite0(), FROZEN_BLOCKS)
+def build_patches(stage: int) -> tuple[keras.Model, keras.Model]:
+    """After Chai et al. 2020 ("What makes fake images detectable?"): the trunk cut after
+    `stage`, so that each output position sees only a small patch (stage 1: 19 px, stage 2:
+    67 px), a 1x1 classifier per position, trained with the picture's label on every patch;
+    the picture's score is the mean of its patches'. A small receptive field cannot learn what
+    the picture shows (a face, a painting), only how its pixels were made. Returns the model
+    trained (a map of per-patch probabilities) and the one shipped (their mean)."""
+    inputs = keras.Input((SIDE, SIDE, 3), name="input")
+    x = stages(inputs)[stage]
+    x = layers.Conv2D(128, 1, activation="relu", name="patch_hidden")(x)
+    patches = layers.Conv2D(1, 1, activation="sigmoid", name="patch_score")(x)
+    score = layers.GlobalAveragePooling2D(name="score")(patches)
+    return keras.Model(inputs, patches), keras.Model(inputs, score, name="generated")
+
+
+def pretrained(stage: int | None = None) -> tuple[keras.Model, keras.Model]:
+    """(model to fit, model to ship): the same model unless patches are scored (`stage`)."""
+    if stage is None:
+        model = fitted = build()
+    else:
+        fitted, model = build_patches(stage)
+    filled = from_imagenet(fitted, efficientnet_lite0(), FROZEN_BLOCKS)
     print(f"EfficientNet-Lite0 ImageNet weights: {filled} layers filled", flush=True)
-    return model
+    return fitted, model
+
+
+def shipped(folder: Path = OUT) -> keras.Model:
+    """The Keras model of a detector folder, built as its model.json says, with its weights."""
+    stage = json.loads((folder / "model.json").read_text()).get("stage")
+    model = build() if stage is None else build_patches(stage)[1]
+    return load_weights(model, folder / "weights.npz")
 
 
 def treated(rgb: Image.Image, rng: np.random.Generator) -> np.ndarray:
@@ -121,6 +147,11 @@ def main(argv=None) -> None:
         "--leave-out", help="a generator family to train without (sd15, stylegan2, cnndetection)"
     )
     parser.add_argument(
+        "--stage",
+        type=int,
+        help="score small patches: the trunk cut after this stage (0-6), per-patch loss",
+    )
+    parser.add_argument(
         "--calibrate-only",
         action="store_true",
         help="keep the weights in --out (weights.npz) and choose the threshold again",
@@ -130,8 +161,8 @@ def main(argv=None) -> None:
     tf.config.experimental.enable_op_determinism()
     if args.calibrate_only:
         meta = json.loads((args.out / "model.json").read_text())
-        model = load_weights(build(), args.out / "weights.npz")
-        calibrate_and_ship(model, args.out, meta["epochs"], meta["left_out"])
+        model = shipped(args.out)
+        calibrate_and_ship(model, args.out, meta["epochs"], meta["left_out"], meta.get("stage"))
         return
 
     items = data.generated_images()
@@ -150,17 +181,20 @@ def main(argv=None) -> None:
     labels = np.array([i["label"] for i, _ in train], np.float32)
     print(f"training: {int(labels.sum())} generated, {int(len(labels) - labels.sum())} real")
 
-    model = pretrained()
+    fitted, model = pretrained(args.stage)
     steps = args.epochs * (len(train) // 16 + 1)
     schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, steps)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="binary_crossentropy")
+    fitted.compile(optimizer=keras.optimizers.Adam(schedule), loss="binary_crossentropy")
+    # Every patch is given its picture's label (a map model's target has the map's shape).
+    targets = labels.reshape((-1,) + (1,) * (len(fitted.output.shape) - 1))
+    targets = np.broadcast_to(targets, (len(labels),) + tuple(fitted.output.shape[1:]))
     val_labels = np.array([i["label"] for i, _ in val])
     val_family = np.array([i["family"] for i, _ in val])
     for epoch in range(args.epochs):
         start = time.time()
         rng = np.random.default_rng(SEED + epoch)
         x = np.stack([treated(rgb, rng) for _, rgb in train])
-        history = model.fit(x, labels, batch_size=16, epochs=1, shuffle=True, verbose=0)
+        history = fitted.fit(x, targets, batch_size=16, epochs=1, shuffle=True, verbose=0)
         scores = picture_scores(model, [jpeg_roundtrip(rgb, 85) for _, rgb in val])
         aucs = {}
         for name, fams in (("cnndetection", gan_families), ("stylegan2", {"stylegan2"})):
@@ -177,10 +211,12 @@ def main(argv=None) -> None:
             flush=True,
         )
 
-    calibrate_and_ship(model, args.out, args.epochs, args.leave_out)
+    calibrate_and_ship(model, args.out, args.epochs, args.leave_out, args.stage)
 
 
-def calibrate_and_ship(model, out: Path, epochs: int, left_out: str | None) -> None:
+def calibrate_and_ship(
+    model, out: Path, epochs: int, left_out: str | None, stage: int | None = None
+) -> None:
     calibration = calibration_reals()
     scores = picture_scores(model, [rgb for rgb, _ in calibration])
     sets = [s for _, s in calibration]
@@ -188,6 +224,8 @@ def calibrate_and_ship(model, out: Path, epochs: int, left_out: str | None) -> N
     print(f"threshold {threshold:.4f}; calibration reals flagged: {flagged}", flush=True)
     probe = np.stack([c for rgb, _ in calibration[:2] for c in crops(rgb)])
     extra = {"epochs": epochs, "seed": SEED, "left_out": left_out}
+    if stage is not None:
+        extra["stage"] = stage
     worst = ship(model, out, probe, threshold, sets, flagged, 0.02, **extra)
     print(f"wrote {out}; Keras/ONNX max difference {worst:.1e}")
 

@@ -87,15 +87,28 @@ def test_face_blend_onnx_matches_keras_on_real_faces():
 
 def test_generated_onnx_matches_keras_on_real_and_generated_pictures():
     from export.data import generated_images, load_rgb
-    from export.train_generated import build
+    from export.train_generated import shipped
     from scanner_plugins.generated import crops
 
-    model = load_weights(build(), PLUGINS / "generated" / "weights.npz")
+    model = shipped(PLUGINS / "generated")
     onnx = (PLUGINS / "generated" / "model.onnx").read_bytes()
     pictures = [load_rgb(i) for i in generated_images()[::300]]
     batch = np.stack([c for rgb in pictures for c in crops(rgb)])
     assert len(batch) >= 8
     assert check_parity(model, onnx, batch) <= PARITY_TOLERANCE
+
+
+def test_a_patch_classifier_scores_a_picture_by_the_mean_of_its_patches():
+    """`train_generated --stage N` (the card's patch experiment): the model trained gives one
+    probability per patch, the model shipped their mean, and the trunk keeps ImageNet's stem."""
+    from export.train_generated import pretrained
+
+    fitted, model = pretrained(stage=2)
+    assert fitted.output.shape[1:] == (28, 28, 1)  # 224 px at 1/8: a patch per 8 px
+    pictures = np.random.default_rng(0).uniform(0, 255, (2, 224, 224, 3)).astype(np.float32)
+    patches = fitted(pictures).numpy()
+    assert np.allclose(model(pictures).numpy()[:, 0], patches.mean(axis=(1, 2, 3)), atol=1e-6)
+    assert not fitted.get_layer("_conv_stem").trainable
 
 
 def test_efficientnet_weights_are_mapped_by_name_and_classify_a_photo():
