@@ -302,6 +302,18 @@ def test_help_renders_plain_types_and_defaults(cli):
     assert "[default: 300.0]" in cli("watch", "--help").stdout
 
 
+def test_every_command_is_summed_up_in_one_line():
+    """`scanner --help` lists each command by its docstring's first paragraph, line breaks
+    and all: a paragraph over two lines printed a sentence broken in the middle."""
+    from typer.main import get_command
+
+    from scanner.cli import app
+
+    for name, command in get_command(app).commands.items():
+        summary = (command.help or "").strip().split("\n\n")[0]
+        assert summary and "\n" not in summary and len(summary) <= 100, (name, summary)
+
+
 def test_evaluate_prints_strict_json_with_null_for_undefined_metrics(cli, tmp_path):
     from conftest import jpeg_bytes, photo
 

@@ -119,8 +119,9 @@ def results(
     ] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """List scanned files, one row each: path, overall verdict, highest score, the detectors
-    that flagged it, its errors, and its SHA-256.
+    """List scanned files: path, overall verdict, highest score, who flagged it, errors.
+
+    One row per file, with the detectors that flagged it and its SHA-256.
 
     The overall verdict counts the detectors in use: those on by default, or the ones named
     with -d. fake: one of them flagged the image; no-sign: they judged it and none did (not
@@ -207,8 +208,7 @@ def show(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
-    """Print every verdict for one image; write its ELA image, heatmaps or a one-picture
-    summary where asked.
+    """Print every verdict for one image; write its ELA image, heatmaps or summary on request.
 
     Example: scanner show ~/Pictures/beach.jpg --out beach.png --heatmaps /tmp/maps
     """

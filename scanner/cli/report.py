@@ -28,9 +28,10 @@ def report(
     db: DbOption = None,
     detector: InUseOption = None,
 ) -> None:
-    """Write a self-contained HTML report of everything scanned: a summary (verdicts per
-    detector, score histograms with thresholds), then one card per file, most suspicious
-    first, with its thumbnail, ELA image, heatmap overlays, scores and evidence. Open
+    """Write a self-contained HTML report of everything scanned, most suspicious first.
+
+    A summary (verdicts per detector, score histograms with thresholds), then one card per
+    file with its thumbnail, ELA image, heatmap overlays, scores and evidence. Open
     FOLDER/index.html in a browser: no server, nothing loaded from the network.
 
     Example: scanner report --db results.db --out report/ && xdg-open report/index.html
