@@ -111,7 +111,7 @@ def report(detector) -> None:
     calibration = {i["path"] for i in data.face_calibration()}
     print(f"Threshold {detector.threshold:.4f}.\n")
     print(
-        "| data | faces | fake / real scored (n/a) | ROC AUC | TPR at threshold | "
+        "| data | faces | fake / real scored (n/a) | ROC AUC (95% interval) | TPR at threshold | "
         "FPR, held-out reals |\n|---|---|---|---|---|---|"
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,7 +132,8 @@ def report(detector) -> None:
                     print(
                         f"| {set_name} validation, {label} | "
                         f"{'whole crop' if crops else 'found'} | {m.n_fake} / {m.n_real} ({na}) | "
-                        f"{m.roc_auc:.3f} | {m.tpr:.3f} | {fpr.fpr:.3f} of {fpr.n_real} |"
+                        f"{m.roc_auc:.3f} ({m.roc_auc_low:.2f}-{m.roc_auc_high:.2f}) | "
+                        f"{m.tpr:.3f} | {fpr.fpr:.3f} of {fpr.n_real} |"
                     )
     others = [Meso4(), MesoInception4()]
     for d in others:

@@ -43,14 +43,15 @@ RECOMPRESS = (75, 85, 95)
 def row(name: str, m: Metrics) -> str:
     na = m.not_applicable_fake + m.not_applicable_real
     return (
-        f"| {name} | {m.n_fake} / {m.n_real} | {m.accuracy:.3f} | {m.roc_auc:.3f} | "
+        f"| {name} | {m.n_fake} / {m.n_real} | {m.accuracy:.3f} | {m.roc_auc:.3f} "
+        f"({m.roc_auc_low:.2f}-{m.roc_auc_high:.2f}) | "
         f"{m.tpr_at_5_fpr:.3f} | {na} |"
     )
 
 
 HEADER = (
-    "| data | fake / real scored | accuracy at threshold | ROC AUC | TPR at 5% FPR | "
-    "not applicable |\n|---|---|---|---|---|---|"
+    "| data | fake / real scored | accuracy at threshold | ROC AUC (95% interval) | "
+    "TPR at 5% FPR | not applicable |\n|---|---|---|---|---|---|"
 )
 
 

@@ -1,6 +1,6 @@
 """Scoring a labelled set of images with the installed detectors, through the same Pipeline as
-`scanner scan`, and the metrics model cards quote: accuracy at the detector's threshold, ROC AUC,
-and the true-positive rate at 5% false-positive rate."""
+`scanner scan`, and the metrics model cards quote: accuracy at the detector's threshold, ROC AUC
+with its 95% confidence interval, and the true-positive rate at 5% false-positive rate."""
 
 from __future__ import annotations
 
@@ -41,6 +41,31 @@ def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float:
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def roc_auc_interval(
+    scores: Sequence[float], labels: Sequence[int], z: float = 1.96
+) -> tuple[float, float]:
+    """A 95% confidence interval (z = 1.96) of the ROC AUC, from DeLong et al. 1988's variance:
+    on a few dozen images per class the AUC moves by 0.05-0.1 from one sample to the next, and
+    a comparison that the interval does not clear is not resolved. (nan, nan) if one class."""
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=bool)
+    fake, real = scores[labels], np.sort(scores[~labels])
+    if len(fake) < 2 or len(real) < 2:
+        return float("nan"), float("nan")
+    # Each fake's share of reals scored below it (ties half), and each real's share of fakes
+    # scored above it: the AUC is the mean of either, its variance comes from their spread.
+    below = np.searchsorted(real, fake, "left")
+    at_or_below = np.searchsorted(real, fake, "right")
+    per_fake = (below + at_or_below) / 2 / len(real)
+    ordered_fake = np.sort(fake)
+    above = len(fake) - np.searchsorted(ordered_fake, real, "right")
+    at_or_above = len(fake) - np.searchsorted(ordered_fake, real, "left")
+    per_real = (above + at_or_above) / 2 / len(fake)
+    auc = per_fake.mean()
+    variance = per_fake.var(ddof=1) / len(fake) + per_real.var(ddof=1) / len(real)
+    half = z * np.sqrt(variance)
+    return float(max(0.0, auc - half)), float(min(1.0, auc + half))
+
+
 def tpr_at_fpr(scores: Sequence[float], labels: Sequence[int], fpr: float = 0.05) -> float:
     """The highest share of fakes caught by a threshold that flags at most `fpr` of the reals."""
     scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=bool)
@@ -66,6 +91,8 @@ class Metrics:
     fpr: float  # share of the reals labelled fake at the threshold; nan with no reals
     roc_auc: float
     tpr_at_5_fpr: float
+    roc_auc_low: float = float("nan")  # its 95% confidence interval (roc_auc_interval)
+    roc_auc_high: float = float("nan")
 
     @classmethod
     def compute(cls, scores, labels, threshold: float, na_fake: int = 0, na_real: int = 0):
@@ -83,6 +110,7 @@ class Metrics:
             float(flagged[reals].mean()) if reals.any() else float("nan"),
             roc_auc(scores, labels),
             tpr_at_fpr(scores, labels),
+            *roc_auc_interval(scores, labels),
         )
 
 
