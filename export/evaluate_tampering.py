@@ -187,7 +187,7 @@ def fusion(dct_model_dir: Path | None = None) -> None:
     model.onnx and model.json instead of the shipped ones."""
     import numpy as np
 
-    from scanner.evaluate import roc_auc
+    from scanner.evaluate import roc_auc, roc_auc_interval
     from scanner_plugins.copy_move import CopyMove
     from scanner_plugins.dct_splicing import DctSplicing
     from scanner_plugins.splicing import Splicing
@@ -201,7 +201,7 @@ def fusion(dct_model_dir: Path | None = None) -> None:
     kinds = np.array([Path(i["path"]).name[:4] for i in val])
     print(f"CASIA v1 validation split: {len(val)} images; ROC AUC, all tampered / copy-moves")
     print("(`Sp_S`) / splices (`Sp_D`), each against every authentic photo.\n")
-    print("| scores | variant | all | copy-moves | splices |")
+    print("| scores | variant | all (95% interval) | copy-moves | splices |")
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for how in ("as-is", "q85"):
@@ -224,4 +224,7 @@ def fusion(dct_model_dir: Path | None = None) -> None:
                 for kind in ("Sp_S", "Sp_D"):
                     keep = (kinds == kind) | (y == 0)
                     cells.append(roc_auc(s[keep], y[keep]))
-                print(f"| {name} | {how} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
+                low, high = roc_auc_interval(s, y)
+                cells = [f"{c:.3f}" for c in cells]
+                cells[0] += f" ({low:.2f}-{high:.2f})"
+                print(f"| {name} | {how} | " + " | ".join(cells) + " |")
