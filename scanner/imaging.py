@@ -20,6 +20,12 @@ from scanner import face_finder
 # HEIC/HEIF (what iPhones write) through libheif; Pillow reads AVIF itself.
 pillow_heif.register_heif_opener()
 
+# Pillow warns (DecompressionBombWarning) from MAX_IMAGE_PIXELS to twice that, where it still
+# decodes, and raises above (decode's `decompression-bomb` error row). What the scan can afford
+# is the scan's own decision (its pixel budget); the warning only printed itself raw on stderr
+# each time the ELA or a detector opened a large photo's bytes again (a 108 MP panorama).
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
 # Formats we decode. MPO is what many cameras write: a JPEG with extra frames.
 SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\xff\xd8\xff", "JPEG"),
@@ -90,14 +96,11 @@ class ImageError(Exception):
 
 
 def _open(data: bytes) -> tuple[Image.Image, str]:
-    with warnings.catch_warnings():
-        # Between Pillow's warning and error thresholds the image is still decoded.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        image = Image.open(io.BytesIO(data))
-        fmt = image.format or "unknown"
-        if fmt not in ALLOWED_FORMATS:
-            raise ImageError("unsupported-format", f"{fmt} images are not scanned")
-        image.load()
+    image = Image.open(io.BytesIO(data))
+    fmt = image.format or "unknown"
+    if fmt not in ALLOWED_FORMATS:
+        raise ImageError("unsupported-format", f"{fmt} images are not scanned")
+    image.load()
     return image, fmt
 
 

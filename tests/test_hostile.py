@@ -269,3 +269,35 @@ def test_a_cut_or_padded_file_is_still_scored_with_a_finding(tmp_path, db_url):
     assert errors["cut.jpg"]["kind"] == "truncated"
     assert "MAX_TEXT_CHUNK" in errors["padded.png"]["message"]
     assert all("scored as far as it decodes" in e["message"] for e in errors.values())
+
+
+def test_a_picture_between_pillows_warning_and_error_limits_is_scanned_without_a_warning(
+    tmp_path,
+):
+    """Pillow warns (DecompressionBombWarning) from MAX_IMAGE_PIXELS up to twice that, where it
+    still decodes. A 108 MP panorama printed that warning raw on stderr, once for every time a
+    detector or the ELA opened its bytes again, and metadata listed it as a finding. The scan
+    decides itself what is too large; a legitimate large photo is scanned quietly."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    side = int(Image.MAX_IMAGE_PIXELS**0.5) + 100  # just over the warning limit
+    grey = Image.linear_gradient("L").resize((side, side))
+    grey.save(folder / "panorama.jpg", quality=90)
+    env = dict(os.environ, SCANNER_DB=f"sqlite:///{tmp_path / 'scan.db'}")
+    scan = subprocess.run(
+        [sys.executable, "-m", "scanner", "scan", str(folder)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert scan.returncode == 0, scan.stderr
+    assert "Warning" not in scan.stderr and "errors:                 0" in scan.stdout
+    shown = subprocess.run(
+        [sys.executable, "-m", "scanner", "show", str(folder / "panorama.jpg")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "metadata" in shown.stdout and "decompression bomb" not in shown.stdout.lower()

@@ -240,6 +240,8 @@ def examine(data: bytes, rgb: Image.Image) -> list[Finding]:
     findings: list[Finding] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        # A large photo is not broken metadata (scanner.imaging decides what is too large).
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             ev = Evidence(data, Image.open(io.BytesIO(data)), rgb)
         except Exception as exc:  # noqa: BLE001 - hostile input: report, never crash
