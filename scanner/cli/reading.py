@@ -10,20 +10,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import Progress
 from sqlalchemy.engine import make_url
 
 from scanner.cli.common import (
     EXIT_NOT_FOUND,
     EXIT_USAGE,
     DbOption,
-    DetectorsOption,
     FormatOption,
     InUseOption,
     _fail,
     _in_use,
-    _load_detectors,
     _open,
     app,
 )
@@ -425,69 +421,3 @@ def status(
 def _display_url(url: str) -> str:
     """The database URL without its password."""
     return make_url(url).render_as_string(hide_password=True)
-
-
-@app.command()
-def evaluate(
-    folder: Annotated[
-        Path,
-        typer.Argument(
-            metavar="FOLDER",
-            help="A folder of class subfolders (fake/real, tampered/authentic...).",
-            exists=True,
-            file_okay=False,
-        ),
-    ],
-    detector: DetectorsOption = None,
-    fake: Annotated[
-        list[str] | None,
-        typer.Option(metavar="NAME", help="Subfolder names that hold fakes.", show_default=False),
-    ] = None,
-    real: Annotated[
-        list[str] | None,
-        typer.Option(metavar="NAME", help="Subfolder names that hold reals.", show_default=False),
-    ] = None,
-    fmt: FormatOption = Format.table,
-) -> None:
-    """Score a labelled folder with the installed detectors and print their metrics.
-
-    Per detector: images per class it judged; at its threshold, the accuracy, the share of
-    fakes flagged (tpr) and of reals flagged (fpr); ROC AUC and its 95% confidence interval
-    (roc_auc_low, roc_auc_high, DeLong's: on a few dozen images it is wide); the true-positive
-    rate at 5% false-positive rate; and how many images it found not applicable. A metric
-    that needs a class it judged no image of is left empty (null in JSON). The images go
-    through the same pipeline as `scanner scan`, into a temporary database.
-
-    Example: scanner evaluate ../shared/data/casia1 --fake tampered --real authentic
-    """
-    from scanner.evaluate import FAKE_NAMES, REAL_NAMES, labelled_files
-    from scanner.evaluate import evaluate as run_evaluation
-
-    items = labelled_files(str(folder), fake or FAKE_NAMES, real or REAL_NAMES)
-    if not items or len({y for _, y in items}) < 2:
-        raise typer.BadParameter(f"{folder} needs a fake and a real subfolder with images")
-    detectors = _load_detectors(detector)
-    shown = Console(stderr=True).is_terminal
-    with Progress(transient=True, console=Console(stderr=True), disable=not shown) as bar:
-        task = bar.add_task("scoring", total=len(items))
-        metrics = run_evaluation(items, detectors, progress=lambda n: bar.advance(task, n))
-    rows = [{"detector": name} | vars(m) for name, m in metrics.items()]
-    emit(
-        rows,
-        fmt,
-        [
-            "detector",
-            "n_fake",
-            "n_real",
-            "accuracy",
-            "tpr",
-            "fpr",
-            "roc_auc",
-            "roc_auc_low",
-            "roc_auc_high",
-            "tpr_at_5_fpr",
-            "not_applicable_fake",
-            "not_applicable_real",
-        ],
-        shorten=None,
-    )
