@@ -25,7 +25,7 @@ from PIL import Image
 
 from export import data
 from export.evaluate_models import median_ms
-from scanner.evaluate import roc_auc
+from scanner.evaluate import roc_auc, roc_auc_interval
 from scanner.imaging import Sample, decode
 
 
@@ -168,8 +168,10 @@ def leave_one_out(folders: list[Path]) -> None:
         fakes = [i for i in items if i["label"] == 1 and i["family"] in families]
         fake = scores(detector, [q85(i) for i in fakes])
         real = scores(detector, [q85(i) for i in reals])
-        aucs.append(roc_auc(np.r_[fake, real], [1] * len(fake) + [0] * len(real)))
-        print(f"- without {left_out}: {len(fake)} fakes, AUC {aucs[-1]:.3f}")
+        scored, labels = np.r_[fake, real], [1] * len(fake) + [0] * len(real)
+        aucs.append(roc_auc(scored, labels))
+        low, high = roc_auc_interval(scored, labels)
+        print(f"- without {left_out}: {len(fake)} fakes, AUC {aucs[-1]:.3f} ({low:.2f}-{high:.2f})")
         if len(families) > 1:  # each generator of the group, none of them seen
             for family in sorted(families):
                 mine = np.array([i["family"] == family for i in fakes])

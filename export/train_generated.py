@@ -14,6 +14,8 @@ only. Every picture of either class gets the same treatment: the detector's own 
 SIDE crop, a flip, and always a final JPEG at q60-95, so that neither file format (SD's WebP,
 Kodak's PNG, the cameras' JPEGs), quality nor size is a cue.
 
+Since 1.1.0 the generated faces weigh as much in all as the real faces (`face_balance`): with
+StyleGAN2 left out, the few generated faces left would otherwise teach "a face is real".
 `--leave-out FAMILY` trains without that generator's pictures (its reals stay), to measure
 how the recipe does on a generator it never saw (export.evaluate_models generated --model-dir).
 The threshold is the lowest that flags at most 2% of each calibration set of real photos:
@@ -120,6 +122,23 @@ def picture_scores(model, images: list[Image.Image]) -> np.ndarray:
     return np.array(out)
 
 
+FACE_FAMILIES = frozenset({"stylegan2", "ciplab", "stargan", "deepfake"})
+
+
+def face_balance(items: list[dict]) -> np.ndarray:
+    """Per training picture, a weight that gives the generated faces as much weight in all as
+    the real ones (every other picture 1). Without it, a training set whose only faces are real
+    (StyleGAN2 left out) teaches "a face is real", which is content, not a generator's trace."""
+    face = np.array([i["family"] in FACE_FAMILIES for i in items])
+    fake = np.array([i["label"] == 1 for i in items])
+    weights = np.ones(len(items), np.float32)
+    if (face & fake).any():
+        weights[face & fake] = (face & ~fake).sum() / (face & fake).sum()
+    n = int((face & fake).sum())
+    print(f"face balance: {n} generated faces, each weighted {weights[face & fake][:1]}")
+    return weights
+
+
 def calibration_reals() -> list[tuple[Image.Image, str]]:
     """The real photos the threshold is chosen on, with their set's name."""
     out = []
@@ -152,6 +171,12 @@ def main(argv=None) -> None:
         help="score small patches: the trunk cut after this stage (0-6), per-patch loss",
     )
     parser.add_argument(
+        "--no-face-balance",
+        action="store_true",
+        help="every picture weighted 1, as version 1.0 (default since 1.1.0: generated faces "
+        "weighted to the real faces' total)",
+    )
+    parser.add_argument(
         "--calibrate-only",
         action="store_true",
         help="keep the weights in --out (weights.npz) and choose the threshold again",
@@ -162,7 +187,10 @@ def main(argv=None) -> None:
     if args.calibrate_only:
         meta = json.loads((args.out / "model.json").read_text())
         model = shipped(args.out)
-        calibrate_and_ship(model, args.out, meta["epochs"], meta["left_out"], meta.get("stage"))
+        balanced = meta.get("face_balance", False)
+        calibrate_and_ship(
+            model, args.out, meta["epochs"], meta["left_out"], meta.get("stage"), balanced
+        )
         return
 
     items = data.generated_images()
@@ -180,6 +208,9 @@ def main(argv=None) -> None:
     train = [(i, view(rgb)) for i, rgb in train]
     labels = np.array([i["label"] for i, _ in train], np.float32)
     print(f"training: {int(labels.sum())} generated, {int(len(labels) - labels.sum())} real")
+    weights = np.ones(len(train), np.float32)
+    if not args.no_face_balance:
+        weights = face_balance([i for i, _ in train])
 
     fitted, model = pretrained(args.stage)
     steps = args.epochs * (len(train) // 16 + 1)
@@ -194,7 +225,9 @@ def main(argv=None) -> None:
         start = time.time()
         rng = np.random.default_rng(SEED + epoch)
         x = np.stack([treated(rgb, rng) for _, rgb in train])
-        history = fitted.fit(x, targets, batch_size=16, epochs=1, shuffle=True, verbose=0)
+        history = fitted.fit(
+            x, targets, sample_weight=weights, batch_size=16, epochs=1, shuffle=True, verbose=0
+        )
         scores = picture_scores(model, [jpeg_roundtrip(rgb, 85) for _, rgb in val])
         aucs = {}
         for name, fams in (("cnndetection", gan_families), ("stylegan2", {"stylegan2"})):
@@ -211,11 +244,18 @@ def main(argv=None) -> None:
             flush=True,
         )
 
-    calibrate_and_ship(model, args.out, args.epochs, args.leave_out, args.stage)
+    calibrate_and_ship(
+        model, args.out, args.epochs, args.leave_out, args.stage, not args.no_face_balance
+    )
 
 
 def calibrate_and_ship(
-    model, out: Path, epochs: int, left_out: str | None, stage: int | None = None
+    model,
+    out: Path,
+    epochs: int,
+    left_out: str | None,
+    stage: int | None = None,
+    face_balance: bool = True,
 ) -> None:
     calibration = calibration_reals()
     scores = picture_scores(model, [rgb for rgb, _ in calibration])
@@ -223,7 +263,7 @@ def calibrate_and_ship(
     threshold, flagged = threshold_per_set(scores, sets)
     print(f"threshold {threshold:.4f}; calibration reals flagged: {flagged}", flush=True)
     probe = np.stack([c for rgb, _ in calibration[:2] for c in crops(rgb)])
-    extra = {"epochs": epochs, "seed": SEED, "left_out": left_out}
+    extra = {"epochs": epochs, "seed": SEED, "left_out": left_out, "face_balance": face_balance}
     if stage is not None:
         extra["stage"] = stage
     worst = ship(model, out, probe, threshold, sets, flagged, 0.02, **extra)

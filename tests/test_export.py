@@ -111,6 +111,24 @@ def test_a_patch_classifier_scores_a_picture_by_the_mean_of_its_patches():
     assert not fitted.get_layer("_conv_stem").trainable
 
 
+def test_generated_faces_weigh_as_much_as_real_faces_in_training():
+    """`train_generated --balance-faces`: without StyleGAN2's fakes the few generated faces left
+    (StarGAN, deepfake) are weighted up to the real faces' total; other pictures stay at 1."""
+    from export.train_generated import face_balance
+
+    items = (
+        [{"family": "ciplab", "label": 0}] * 6
+        + [{"family": "stylegan2", "label": 0}] * 4
+        + [{"family": "stargan", "label": 1}] * 2
+        + [{"family": "sd15", "label": 1}] * 3
+        + [{"family": "casia", "label": 0}] * 5
+    )
+    weights = face_balance(items)
+    assert weights[10:12].tolist() == [5.0, 5.0]  # 10 real faces / 2 generated ones
+    assert (np.delete(weights, [10, 11]) == 1.0).all()
+    assert (face_balance(items[:10]) == 1.0).all()  # no generated face: nothing to weigh
+
+
 def test_efficientnet_weights_are_mapped_by_name_and_classify_a_photo():
     """The torch-free reader and the Keras EfficientNet-Lite0 together: every tensor read, and
     Kodak's photo of two macaws classified as ImageNet class 88, 'macaw'."""
