@@ -134,8 +134,6 @@ def face_balance(items: list[dict]) -> np.ndarray:
     weights = np.ones(len(items), np.float32)
     if (face & fake).any():
         weights[face & fake] = (face & ~fake).sum() / (face & fake).sum()
-    n = int((face & fake).sum())
-    print(f"face balance: {n} generated faces, each weighted {weights[face & fake][:1]}")
     return weights
 
 
@@ -211,6 +209,7 @@ def main(argv=None) -> None:
     weights = np.ones(len(train), np.float32)
     if not args.no_face_balance:
         weights = face_balance([i for i, _ in train])
+        print(f"face balance: each generated face weighted {weights.max():.1f}", flush=True)
 
     fitted, model = pretrained(args.stage)
     steps = args.epochs * (len(train) // 16 + 1)
@@ -255,7 +254,7 @@ def calibrate_and_ship(
     epochs: int,
     left_out: str | None,
     stage: int | None = None,
-    face_balance: bool = True,
+    balanced: bool = True,
 ) -> None:
     calibration = calibration_reals()
     scores = picture_scores(model, [rgb for rgb, _ in calibration])
@@ -263,7 +262,7 @@ def calibrate_and_ship(
     threshold, flagged = threshold_per_set(scores, sets)
     print(f"threshold {threshold:.4f}; calibration reals flagged: {flagged}", flush=True)
     probe = np.stack([c for rgb, _ in calibration[:2] for c in crops(rgb)])
-    extra = {"epochs": epochs, "seed": SEED, "left_out": left_out, "face_balance": face_balance}
+    extra = {"epochs": epochs, "seed": SEED, "left_out": left_out, "face_balance": balanced}
     if stage is not None:
         extra["stage"] = stage
     worst = ship(model, out, probe, threshold, sets, flagged, 0.02, **extra)
