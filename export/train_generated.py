@@ -209,7 +209,7 @@ def main(argv=None) -> None:
     weights = np.ones(len(train), np.float32)
     if not args.no_face_balance:
         weights = face_balance([i for i, _ in train])
-        print(f"face balance: each generated face weighted {weights.max():.1f}", flush=True)
+        print(f"face balance: weights {weights.min():.2f}-{weights.max():.2f}", flush=True)
 
     fitted, model = pretrained(args.stage)
     steps = args.epochs * (len(train) // 16 + 1)
