@@ -112,8 +112,9 @@ def test_a_patch_classifier_scores_a_picture_by_the_mean_of_its_patches():
 
 
 def test_generated_faces_weigh_as_much_as_real_faces_in_training():
-    """`train_generated --balance-faces`: without StyleGAN2's fakes the few generated faces left
-    (StarGAN, deepfake) are weighted up to the real faces' total; other pictures stay at 1."""
+    """`train_generated`'s face balance (the default since generated 1.1.0): without StyleGAN2's
+    fakes the few generated faces left (StarGAN, deepfake) are weighted up to the real faces'
+    total; other pictures stay at 1."""
     from export.train_generated import face_balance
 
     items = (
