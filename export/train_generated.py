@@ -41,6 +41,7 @@ from PIL import Image, ImageFilter
 from export import data
 from export.efficientnet import from_imagenet, head, stages, trunk
 from export.onnx_export import load_weights, ship
+from export.simulated_generator import simulated_pair
 from export.torch_legacy import efficientnet_lite0
 from export.training import jpeg_roundtrip, threshold_per_set
 from scanner.evaluate import roc_auc
@@ -96,6 +97,11 @@ def shipped(folder: Path = OUT) -> keras.Model:
 
 def treated(rgb: Image.Image, rng: np.random.Generator) -> np.ndarray:
     """What every training picture goes through, whatever its class."""
+    return np.asarray(jpeg_roundtrip(cropped(rgb, rng), int(rng.integers(60, 96))), np.float32)
+
+
+def cropped(rgb: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """treated's work before the final JPEG: view, shrink, blur, crop, mirror."""
     rgb = view(rgb)
     if rng.random() < 0.5:
         scale = rng.uniform(max(0.5, SIDE / min(rgb.size)), 1.0)
@@ -108,7 +114,23 @@ def treated(rgb: Image.Image, rng: np.random.Generator) -> np.ndarray:
     rgb = rgb.crop((left, top, left + SIDE, top + SIDE))
     if rng.random() < 0.5:
         rgb = rgb.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return np.asarray(jpeg_roundtrip(rgb, int(rng.integers(60, 96))), dtype=np.float32)
+    return rgb
+
+
+def simulated_examples(
+    reals: list[Image.Image], share: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(pictures, labels): for `share` of the real training pictures, a crop remade by a random
+    upsampler (1) and the same crop remade by a plain filter (0), each then saved as JPEG at
+    q60-95 like every other training picture (export/simulated_generator.py)."""
+    out, labels = [], []
+    for rgb in reals:
+        if rng.random() >= share:
+            continue
+        for picture, label in zip(simulated_pair(cropped(rgb, rng), rng), (1, 0), strict=True):
+            out.append(np.asarray(jpeg_roundtrip(picture, int(rng.integers(60, 96))), np.float32))
+            labels.append(label)
+    return np.stack(out), np.array(labels, np.float32)
 
 
 def picture_scores(model, images: list[Image.Image]) -> np.ndarray:
@@ -161,7 +183,16 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument(
-        "--leave-out", help="a generator family to train without (sd15, stylegan2, cnndetection)"
+        "--leave-out",
+        help="a generator family to train without (sd15, stylegan2, cnndetection; all: no "
+        "generated picture, with --simulated a measure of the simulated fakes alone)",
+    )
+    parser.add_argument(
+        "--simulated",
+        type=float,
+        default=0.0,
+        help="share of the real training pictures also shown, each epoch, remade by a random "
+        "generator-like upsampler (fake) and by a plain filter (real); default 0",
     )
     parser.add_argument(
         "--stage",
@@ -173,6 +204,12 @@ def main(argv=None) -> None:
         action="store_true",
         help="every picture weighted 1, as version 1.0 (default since 1.1.0: generated faces "
         "weighted to the real faces' total)",
+    )
+    parser.add_argument(
+        "--simulated-only",
+        action="store_true",
+        help="train on the simulated pairs alone (with --leave-out all: how far the simulated "
+        "upsamplers' traces carry over to real generators)",
     )
     parser.add_argument(
         "--calibrate-only",
@@ -187,7 +224,13 @@ def main(argv=None) -> None:
         model = shipped(args.out)
         balanced = meta.get("face_balance", False)
         calibrate_and_ship(
-            model, args.out, meta["epochs"], meta["left_out"], meta.get("stage"), balanced
+            model,
+            args.out,
+            meta["epochs"],
+            meta["left_out"],
+            meta.get("stage"),
+            balanced,
+            meta.get("simulated", 0.0),
         )
         return
 
@@ -195,6 +238,8 @@ def main(argv=None) -> None:
     gan_families = {i["family"] for i in data.gan()}
     # "cnndetection" leaves out all ten of CNNDetection's GAN families at once.
     left_out = gan_families if args.leave_out == "cnndetection" else {args.leave_out}
+    if args.leave_out == "all":
+        left_out = gan_families | {"stylegan2", "sd15"}
     train = [
         i
         for i in items
@@ -212,7 +257,10 @@ def main(argv=None) -> None:
         print(f"face balance: weights {weights.min():.2f}-{weights.max():.2f}", flush=True)
 
     fitted, model = pretrained(args.stage)
-    steps = args.epochs * (len(train) // 16 + 1)
+    # Simulated pairs (--simulated) add about two pictures per real one shown remade.
+    simulated = round(2 * args.simulated * (len(labels) - labels.sum()))
+    shown = simulated if args.simulated_only else len(train) + simulated
+    steps = args.epochs * (shown // 16 + 1)
     schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, steps)
     fitted.compile(optimizer=keras.optimizers.Adam(schedule), loss="binary_crossentropy")
     # Every patch is given its picture's label (a map model's target has the map's shape).
@@ -224,8 +272,19 @@ def main(argv=None) -> None:
         start = time.time()
         rng = np.random.default_rng(SEED + epoch)
         x = np.stack([treated(rgb, rng) for _, rgb in train])
+        y, w = targets, weights
+        if args.simulated:
+            reals = [rgb for i, rgb in train if i["label"] == 0]
+            extra, extra_labels = simulated_examples(reals, args.simulated, rng)
+            x = np.concatenate([x, extra])
+            extra_targets = extra_labels.reshape((-1,) + (1,) * (targets.ndim - 1))
+            extra_targets = np.broadcast_to(extra_targets, (len(extra),) + targets.shape[1:])
+            y = np.concatenate([targets, extra_targets])
+            w = np.concatenate([weights, np.ones(len(extra), np.float32)])
+            if args.simulated_only:  # the pairs alone: nothing but how pixels were made up
+                x, y, w = x[len(train) :], y[len(train) :], w[len(train) :]
         history = fitted.fit(
-            x, targets, sample_weight=weights, batch_size=16, epochs=1, shuffle=True, verbose=0
+            x, y, sample_weight=w, batch_size=16, epochs=1, shuffle=True, verbose=0
         )
         scores = picture_scores(model, [jpeg_roundtrip(rgb, 85) for _, rgb in val])
         aucs = {}
@@ -244,7 +303,13 @@ def main(argv=None) -> None:
         )
 
     calibrate_and_ship(
-        model, args.out, args.epochs, args.leave_out, args.stage, not args.no_face_balance
+        model,
+        args.out,
+        args.epochs,
+        args.leave_out,
+        args.stage,
+        not args.no_face_balance,
+        args.simulated,
     )
 
 
@@ -255,6 +320,7 @@ def calibrate_and_ship(
     left_out: str | None,
     stage: int | None = None,
     balanced: bool = True,
+    simulated: float = 0.0,
 ) -> None:
     calibration = calibration_reals()
     scores = picture_scores(model, [rgb for rgb, _ in calibration])
@@ -263,6 +329,8 @@ def calibrate_and_ship(
     print(f"threshold {threshold:.4f}; calibration reals flagged: {flagged}", flush=True)
     probe = np.stack([c for rgb, _ in calibration[:2] for c in crops(rgb)])
     extra = {"epochs": epochs, "seed": SEED, "left_out": left_out, "face_balance": balanced}
+    if simulated:
+        extra["simulated"] = simulated
     if stage is not None:
         extra["stage"] = stage
     worst = ship(model, out, probe, threshold, sets, flagged, 0.02, **extra)

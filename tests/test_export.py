@@ -130,6 +130,39 @@ def test_generated_faces_weigh_as_much_as_real_faces_in_training():
     assert (face_balance(items[:10]) == 1.0).all()  # no generated face: nothing to weigh
 
 
+def test_simulated_generator_pairs_differ_only_in_how_pixels_were_made_up():
+    """`--simulated`'s pairs (export/simulated_generator.py): the fake and its control come from
+    the same shrunk picture at the picture's size; the control is a plain resampling of it, and a
+    random transposed convolution leaves its checkerboard on a flat picture."""
+    from PIL import Image
+
+    from export import simulated_generator as sim
+
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 255, 64, dtype=np.float32)
+    picture = Image.fromarray(
+        np.stack(
+            [np.add.outer(ramp, ramp) / 2, np.tile(ramp, (64, 1)), np.full((64, 64), 90.0)], -1
+        )
+        .round()
+        .astype(np.uint8)
+    )
+    for seed in range(4):
+        fake, control = sim.simulated_pair(picture, np.random.default_rng(seed))
+        again, _ = sim.simulated_pair(picture, np.random.default_rng(seed))
+        assert fake.size == control.size == picture.size
+        assert np.array_equal(np.asarray(fake), np.asarray(again))
+        low = [picture.resize((64 // f, 64 // f), Image.Resampling.BOX) for f in (2, 4)]
+        plain = [np.asarray(p.resize((64, 64), m)) for p in low for m in sim.PLAIN]
+        assert any(np.array_equal(np.asarray(control), p) for p in plain)
+        assert not any(np.array_equal(np.asarray(fake), p) for p in plain)
+    flat = np.full((16, 16, 3), 128, np.float32)
+    up = sim._transposed(flat, rng)[4:-4, 4:-4, 0]  # away from the border's zeros
+    phases = [up[i::2, j::2].mean() for i in (0, 1) for j in (0, 1)]
+    assert max(phases) - min(phases) > 0.1  # a 2-pixel period a plain filter never makes
+    assert up[0::2, 0::2].std() < 1e-3  # and each phase is flat: a pattern, not noise
+
+
 def test_efficientnet_weights_are_mapped_by_name_and_classify_a_photo():
     """The torch-free reader and the Keras EfficientNet-Lite0 together: every tensor read, and
     Kodak's photo of two macaws classified as ImageNet class 88, 'macaw'."""
