@@ -174,9 +174,32 @@ def decode_salvaging(
     # place: a picture without an orientation is not copied (30 ms and 36 MB at 12 MP).
     with contextlib.suppress(Exception):
         ImageOps.exif_transpose(image, in_place=True)
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    return image, fmt, damage
+    return as_rgb(image), fmt, damage
+
+
+def as_rgb(image: Image.Image) -> Image.Image:
+    """`image` as 8-bit RGB, as a viewer shows it. Pillow's own conversion clips 16-bit, 32-bit
+    and float greys to 0..255: a 16-bit PNG came out nearly all white (copy-move then found
+    "copies" in what was left), a float TIFF of 0..1 all black. Those are scaled instead:
+    16-bit by 255/65535; 32-bit integers as 8-bit or 16-bit when they fit, else by their
+    largest value; floats of 0..1 by 255, any other range from its least to its largest."""
+    if image.mode == "RGB":
+        return image
+    if not (image.mode.startswith("I") or image.mode == "F"):
+        return image.convert("RGB")
+    values = np.asarray(image)
+    if image.mode.startswith("I;16"):  # in integers: 4 bytes a pixel, not a float's 8
+        grey = (values.astype(np.uint32) * 255 + 32767) // 65535
+        return Image.fromarray(grey.astype(np.uint8)).convert("RGB")
+    values = np.nan_to_num(values.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = float(values.min()), float(values.max())
+    if image.mode == "I":
+        low = 0.0
+        high = 255.0 if high <= 255 else 65535.0 if high <= 65535 else high
+    elif low >= 0 and high <= 1:  # "F"
+        low, high = 0.0, 1.0
+    grey = (values - low) * (255.0 / max(high - low, 1e-12))
+    return Image.fromarray(np.clip(grey.round(), 0, 255).astype(np.uint8)).convert("RGB")
 
 
 def ela_difference(rgb: Image.Image, quality: int) -> Image.Image:

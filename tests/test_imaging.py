@@ -38,6 +38,37 @@ def test_decode_survives_malformed_exif():
     assert rgb.size == (320, 240)
 
 
+def _saved(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "fmt, mode, scale",
+    [
+        ("PNG", "I;16", 257),  # a 16-bit greyscale PNG
+        ("TIFF", "I;16", 257),
+        ("TIFF", "I", 257),  # 32-bit integers holding 16-bit values
+        ("TIFF", "I", 1),  # ... or 8-bit ones
+        ("TIFF", "F", 1 / 255),  # floats of 0..1
+    ],
+)
+def test_decode_shows_deep_greys_as_a_viewer_does(fmt, mode, scale):
+    """Pillow's own conversion clips 16-bit, 32-bit and float greys to 0..255: a 16-bit PNG
+    became nearly all white, a float TIFF of 0..1 black. They decode like their 8-bit grey."""
+    grey = np.asarray(photo(4).convert("L"))
+    dtype = {"I;16": np.uint16, "I": np.int32, "F": np.float32}[mode]
+    deep = Image.fromarray(
+        (grey.astype(np.float64) * scale).astype(dtype), mode if mode != "I;16" else None
+    )
+    data = _saved(deep, fmt)
+    assert Image.open(io.BytesIO(data)).mode.startswith(mode[0])
+    rgb, _ = decode(data)
+    assert rgb.mode == "RGB"
+    assert np.abs(np.asarray(rgb, np.int16) - grey[..., None]).max() <= 1
+
+
 @pytest.mark.parametrize(
     "data, kind",
     [
