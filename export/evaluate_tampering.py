@@ -10,7 +10,8 @@
 3. False-positive rate at the threshold on real photos the threshold was not chosen on: the
    held-out halves of camera_photos (as-is, and shrunk to 60% and re-saved at q80) and of the
    Kodak scans (saved at q75, q85, q95), the face sets' validation reals, CASIA's validation
-   authentic photos.
+   authentic photos; and text screenshots made here (`text_screens`: not photos, but what
+   users send most after photos, and where repeated words are pixel-identical copies).
 4. Pixel F1 of the heatmap against CASIA's masks; 5. cost per image against decoding.
 Everything goes through scanner.evaluate (the scan pipeline, worker processes included).
 """
@@ -18,10 +19,11 @@ Everything goes through scanner.evaluate (the scan pipeline, worker processes in
 from __future__ import annotations
 
 import io
+import random
 import tempfile
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from export import data
 from export.evaluate_models import HEADER, median_ms, pixel_f1, row
@@ -81,7 +83,40 @@ def held_out_reals(folder: Path) -> dict[str, list[tuple[str, int]]]:
             faces, "as-is", folder
         ),
         "CASIA v1 authentic, validation split": variants(casia, "as-is", folder),
+        "text screenshots made here (`text_screens`; not photos)": text_screens(folder / "screens"),
     }
+
+
+TEXT_SOURCES = ("README.md", "docs/architecture.md", "docs/speed.md", "docs/plugins.md")
+
+
+def text_screens(folder: Path, count: int = 48, seed: int = 0) -> list[tuple[str, int]]:
+    """Screenshots of text, labelled real: lines of this repository's own documents (never one
+    line twice, but words and phrases repeat as they do in any text) in Pillow's built-in font
+    at 12-28 px, dark on four light backgrounds or light on a dark one, at four screen sizes,
+    saved as PNG or JPEG q90 or q75. Made the same way on every run."""
+    root = Path(__file__).resolve().parent.parent
+    documents = [(root / name).read_text().splitlines() for name in TEXT_SOURCES]
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for n in range(count):
+        lines = [line for line in rng.choice(documents) if line.strip()]
+        start = rng.randrange(max(1, len(lines) - 100))
+        lines = list(dict.fromkeys(line[: rng.randint(70, 130)] for line in lines[start:]))
+        size = rng.choice([12, 14, 16, 18, 22, 28])
+        width, height = rng.choice([(1280, 720), (1080, 1920), (1920, 1080), (800, 600)])
+        background = rng.choice([(255, 255, 255), (30, 30, 30), (245, 240, 230), (230, 240, 255)])
+        ink = (20, 20, 20) if sum(background) > 300 else (230, 230, 230)
+        screen = Image.new("RGB", (width, height), background)
+        shown = lines[: int((height - 40) / (size * 1.35))]
+        font = ImageFont.load_default(size=size)
+        ImageDraw.Draw(screen).multiline_text(
+            (20, 20), "\n".join(shown), fill=ink, font=font, spacing=int(size * 0.35)
+        )
+        quality = rng.choice([None, 90, 75])
+        out.append((_save(screen, folder / f"screen{n:03d}", quality), 0))
+    return out
 
 
 def cost(detector) -> str:

@@ -58,7 +58,8 @@ class CopyMove(Detector):
     # 1.3.0: moved copies found by matching blocks too (blocks.py), recalibrated.
     # 1.4.0: small photos' work copies 576 px long (768 before), recalibrated.
     # 1.5.0: a block offset is the one most pairs voted for (blocks.vote_peaks), recalibrated.
-    version = "1.5.0"
+    # 1.6.0: a pair whose copy repeats at a fraction of its step is periodic (lines of text).
+    version = "1.6.0"
     needs = frozenset({"rgb"})
     uses_settings = frozenset()
     threshold = 0.5  # replaced in load() by model.json's, chosen on held-out real photos
