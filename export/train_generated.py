@@ -95,19 +95,23 @@ def shipped(folder: Path = OUT) -> keras.Model:
     return load_weights(model, folder / "weights.npz")
 
 
-def treated(rgb: Image.Image, rng: np.random.Generator) -> np.ndarray:
+BLUR_SHARE = 0.1  # of training pictures blurred (Wang et al. 2020 blurred half: --blur 0.5)
+
+
+def treated(rgb: Image.Image, rng: np.random.Generator, blur: float = BLUR_SHARE) -> np.ndarray:
     """What every training picture goes through, whatever its class."""
-    return np.asarray(jpeg_roundtrip(cropped(rgb, rng), int(rng.integers(60, 96))), np.float32)
+    picture = cropped(rgb, rng, blur)
+    return np.asarray(jpeg_roundtrip(picture, int(rng.integers(60, 96))), np.float32)
 
 
-def cropped(rgb: Image.Image, rng: np.random.Generator) -> Image.Image:
+def cropped(rgb: Image.Image, rng: np.random.Generator, blur: float = BLUR_SHARE) -> Image.Image:
     """treated's work before the final JPEG: view, shrink, blur, crop, mirror."""
     rgb = view(rgb)
     if rng.random() < 0.5:
         scale = rng.uniform(max(0.5, SIDE / min(rgb.size)), 1.0)
         size = (max(SIDE, round(rgb.width * scale)), max(SIDE, round(rgb.height * scale)))
         rgb = rgb.resize(size, Image.Resampling.BILINEAR)
-    if rng.random() < 0.1:
+    if rng.random() < blur:
         rgb = rgb.filter(ImageFilter.GaussianBlur(rng.uniform(0.1, 3.0)))
     left = int(rng.integers(0, rgb.width - SIDE + 1))
     top = int(rng.integers(0, rgb.height - SIDE + 1))
@@ -206,6 +210,12 @@ def main(argv=None) -> None:
         "weighted to the real faces' total)",
     )
     parser.add_argument(
+        "--blur",
+        type=float,
+        default=BLUR_SHARE,
+        help=f"share of training pictures given a Gaussian blur (default {BLUR_SHARE})",
+    )
+    parser.add_argument(
         "--simulated-only",
         action="store_true",
         help="train on the simulated pairs alone (with --leave-out all: how far the simulated "
@@ -231,6 +241,7 @@ def main(argv=None) -> None:
             meta.get("stage"),
             balanced,
             meta.get("simulated", 0.0),
+            meta.get("blur", BLUR_SHARE),
         )
         return
 
@@ -271,7 +282,7 @@ def main(argv=None) -> None:
     for epoch in range(args.epochs):
         start = time.time()
         rng = np.random.default_rng(SEED + epoch)
-        x = np.stack([treated(rgb, rng) for _, rgb in train])
+        x = np.stack([treated(rgb, rng, args.blur) for _, rgb in train])
         y, w = targets, weights
         if args.simulated:
             reals = [rgb for i, rgb in train if i["label"] == 0]
@@ -310,6 +321,7 @@ def main(argv=None) -> None:
         args.stage,
         not args.no_face_balance,
         args.simulated,
+        args.blur,
     )
 
 
@@ -321,6 +333,7 @@ def calibrate_and_ship(
     stage: int | None = None,
     balanced: bool = True,
     simulated: float = 0.0,
+    blur: float = BLUR_SHARE,
 ) -> None:
     calibration = calibration_reals()
     scores = picture_scores(model, [rgb for rgb, _ in calibration])
@@ -329,6 +342,8 @@ def calibrate_and_ship(
     print(f"threshold {threshold:.4f}; calibration reals flagged: {flagged}", flush=True)
     probe = np.stack([c for rgb, _ in calibration[:2] for c in crops(rgb)])
     extra = {"epochs": epochs, "seed": SEED, "left_out": left_out, "face_balance": balanced}
+    if blur != BLUR_SHARE:
+        extra["blur"] = blur
     if simulated:
         extra["simulated"] = simulated
     if stage is not None:
