@@ -25,6 +25,10 @@ pillow_heif.register_heif_opener()
 # is the scan's own decision (its pixel budget); the warning only printed itself raw on stderr
 # each time the ELA or a detector opened a large photo's bytes again (a 108 MP panorama).
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+# Pillow's other warnings are about the file ("Corrupt EXIF data", a palette's transparency):
+# raw on stderr they reached the user's terminal at every damaged EXIF block. The metadata
+# detector records them as findings in its own context (plugins/metadata/rules.py: examine).
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 # Formats we decode. MPO is what many cameras write: a JPEG with extra frames.
 SIGNATURES: tuple[tuple[bytes, str], ...] = (

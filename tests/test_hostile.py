@@ -301,3 +301,28 @@ def test_a_picture_between_pillows_warning_and_error_limits_is_scanned_without_a
         timeout=300,
     )
     assert "metadata" in shown.stdout and "decompression bomb" not in shown.stdout.lower()
+
+
+def test_a_photo_with_corrupt_exif_is_scanned_without_a_warning(tmp_path):
+    """Pillow warns ("Corrupt EXIF data") when it reads a broken EXIF block: raw on stderr, that
+    reached the user's terminal from the decoder's EXIF orientation. The metadata detector
+    still reports the broken block as a finding."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    broken = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff garbage"
+    (folder / "broken_exif.jpg").write_bytes(jpeg_bytes(photo(2), exif=broken))
+    env = dict(os.environ, SCANNER_DB=f"sqlite:///{tmp_path / 'scan.db'}")
+    run = [sys.executable, "-m", "scanner"]
+    scan = subprocess.run(
+        [*run, "scan", str(folder)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert scan.returncode == 0, scan.stderr
+    assert "Warning" not in scan.stderr and "errors:                 0" in scan.stdout
+    shown = subprocess.run(
+        [*run, "show", str(folder / "broken_exif.jpg")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "unreadable-metadata (0.0): Corrupt EXIF data" in shown.stdout, shown.stdout
