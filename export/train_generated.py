@@ -163,6 +163,12 @@ def face_balance(items: list[dict]) -> np.ndarray:
     return weights
 
 
+def blur_of(item: dict, args) -> float:
+    """The share of blurred copies for a training picture: faces may have their own."""
+    face_blur = args.blur if args.face_blur is None else args.face_blur
+    return face_blur if item["family"] in FACE_FAMILIES else args.blur
+
+
 def calibration_reals() -> list[tuple[Image.Image, str]]:
     """The real photos the threshold is chosen on, with their set's name."""
     out = []
@@ -216,6 +222,11 @@ def main(argv=None) -> None:
         help=f"share of training pictures given a Gaussian blur (default {BLUR_SHARE})",
     )
     parser.add_argument(
+        "--face-blur",
+        type=float,
+        help="share of face pictures (both classes) blurred, when it differs from --blur",
+    )
+    parser.add_argument(
         "--simulated-only",
         action="store_true",
         help="train on the simulated pairs alone (with --leave-out all: how far the simulated "
@@ -242,6 +253,7 @@ def main(argv=None) -> None:
             balanced,
             meta.get("simulated", 0.0),
             meta.get("blur", BLUR_SHARE),
+            meta.get("face_blur"),
         )
         return
 
@@ -282,7 +294,7 @@ def main(argv=None) -> None:
     for epoch in range(args.epochs):
         start = time.time()
         rng = np.random.default_rng(SEED + epoch)
-        x = np.stack([treated(rgb, rng, args.blur) for _, rgb in train])
+        x = np.stack([treated(rgb, rng, blur_of(i, args)) for i, rgb in train])
         y, w = targets, weights
         if args.simulated:
             reals = [rgb for i, rgb in train if i["label"] == 0]
@@ -322,6 +334,7 @@ def main(argv=None) -> None:
         not args.no_face_balance,
         args.simulated,
         args.blur,
+        args.face_blur,
     )
 
 
@@ -334,6 +347,7 @@ def calibrate_and_ship(
     balanced: bool = True,
     simulated: float = 0.0,
     blur: float = BLUR_SHARE,
+    face_blur: float | None = None,
 ) -> None:
     calibration = calibration_reals()
     scores = picture_scores(model, [rgb for rgb, _ in calibration])
@@ -344,6 +358,8 @@ def calibrate_and_ship(
     extra = {"epochs": epochs, "seed": SEED, "left_out": left_out, "face_balance": balanced}
     if blur != BLUR_SHARE:
         extra["blur"] = blur
+    if face_blur is not None:
+        extra["face_blur"] = face_blur
     if simulated:
         extra["simulated"] = simulated
     if stage is not None:
