@@ -13,7 +13,7 @@ from PIL import Image
 
 from export import data
 from scanner.evaluate import evaluate
-from scanner.imaging import Sample, decode
+from scanner.imaging import Sample, decode, decode_salvaging
 from scanner_plugins.dct_splicing import MAX_TILES, TILE, DctSplicing, tile_origins
 
 needs_data = pytest.mark.skipif(not data.DATA.is_dir(), reason=f"needs {data.DATA}")
@@ -60,6 +60,17 @@ def test_a_tiny_jpeg_is_not_applicable(detector):
     result, _ = judge(detector, save(textured((40, 200)), quality=90))
     assert result.label == "not-applicable"
     assert "64 pixels" in result.reason
+
+
+def test_a_truncated_jpeg_is_not_applicable(detector):
+    """The scan scores a truncated file as far as it decodes; this detector reads the file's
+    coefficients again, and says why it cannot rather than failing (a detector-error row)."""
+    raw = save(textured((256, 192)), quality=90)
+    rgb, fmt, damage = decode_salvaging(raw[: len(raw) * 2 // 3])
+    assert damage is not None and damage[0] == "truncated"
+    result = detector.predict([Sample("photo", "", raw[: len(raw) * 2 // 3], rgb, fmt)])[0]
+    assert result.label == "not-applicable"
+    assert "cannot all be read" in result.reason
 
 
 def test_a_grey_jpeg_is_read(detector):

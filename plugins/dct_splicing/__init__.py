@@ -110,7 +110,12 @@ def tiles(
     be read this way. `phases`: the inputs carry grid_phases too."""
     # The file's Y plane, decoded again (grey only, about half a full decode): the RGB the
     # scan already decoded cannot give the stored coefficients back exactly.
-    plane = luma_plane(data)
+    try:
+        plane = luma_plane(data)
+    except (OSError, SyntaxError) as exc:
+        # A damaged file the scan still scores (decoded as far as it goes, the rest grey):
+        # grey blocks have no coefficients of the file's own, and their edge is not a splice.
+        return f"the JPEG's coefficients cannot all be read ({exc})"
     if plane is None:
         return "not a JPEG with a luma plane (the detector reads JPEG DCT coefficients)"
     luma, table = plane
