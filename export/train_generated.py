@@ -242,19 +242,10 @@ def main(argv=None) -> None:
     tf.config.experimental.enable_op_determinism()
     if args.calibrate_only:
         meta = json.loads((args.out / "model.json").read_text())
-        model = shipped(args.out)
-        balanced = meta.get("face_balance", False)
-        calibrate_and_ship(
-            model,
-            args.out,
-            meta["epochs"],
-            meta["left_out"],
-            meta.get("stage"),
-            balanced,
-            meta.get("simulated", 0.0),
-            meta.get("blur", BLUR_SHARE),
-            meta.get("face_blur"),
-        )
+        kept = {
+            key: meta.get(key, False) for key in RECIPE_KEYS if key in meta or key == "face_balance"
+        }
+        calibrate_and_ship(shipped(args.out), args.out, kept)
         return
 
     items = data.generated_images()
@@ -325,46 +316,40 @@ def main(argv=None) -> None:
             flush=True,
         )
 
-    calibrate_and_ship(
-        model,
-        args.out,
-        args.epochs,
-        args.leave_out,
-        args.stage,
-        not args.no_face_balance,
-        args.simulated,
-        args.blur,
-        args.face_blur,
-    )
+    calibrate_and_ship(model, args.out, recipe(args))
 
 
-def calibrate_and_ship(
-    model,
-    out: Path,
-    epochs: int,
-    left_out: str | None,
-    stage: int | None = None,
-    balanced: bool = True,
-    simulated: float = 0.0,
-    blur: float = BLUR_SHARE,
-    face_blur: float | None = None,
-) -> None:
+def recipe(args) -> dict:
+    """What model.json records of how the weights were trained (the defaults left out)."""
+    out = {"epochs": args.epochs, "seed": SEED, "left_out": args.leave_out}
+    out["face_balance"] = not args.no_face_balance
+    optional = {"blur": (args.blur, BLUR_SHARE), "face_blur": (args.face_blur, None)}
+    optional |= {"simulated": (args.simulated, 0.0), "stage": (args.stage, None)}
+    return out | {key: value for key, (value, default) in optional.items() if value != default}
+
+
+RECIPE_KEYS = (
+    "epochs",
+    "seed",
+    "left_out",
+    "face_balance",
+    "blur",
+    "face_blur",
+    "simulated",
+    "stage",
+)
+
+
+def calibrate_and_ship(model, out: Path, trained: dict) -> None:
+    """Choose the threshold on the calibration reals and write the detector's folder, with
+    `trained` (recipe()) in its model.json."""
     calibration = calibration_reals()
     scores = picture_scores(model, [rgb for rgb, _ in calibration])
     sets = [s for _, s in calibration]
     threshold, flagged = threshold_per_set(scores, sets)
     print(f"threshold {threshold:.4f}; calibration reals flagged: {flagged}", flush=True)
     probe = np.stack([c for rgb, _ in calibration[:2] for c in crops(rgb)])
-    extra = {"epochs": epochs, "seed": SEED, "left_out": left_out, "face_balance": balanced}
-    if blur != BLUR_SHARE:
-        extra["blur"] = blur
-    if face_blur is not None:
-        extra["face_blur"] = face_blur
-    if simulated:
-        extra["simulated"] = simulated
-    if stage is not None:
-        extra["stage"] = stage
-    worst = ship(model, out, probe, threshold, sets, flagged, 0.02, **extra)
+    worst = ship(model, out, probe, threshold, sets, flagged, 0.02, **trained)
     print(f"wrote {out}; Keras/ONNX max difference {worst:.1e}")
 
 
