@@ -262,9 +262,10 @@ def periodic_harmonics(grey: np.ndarray, found: list[RegionPair]) -> list[Region
     A cloned object does not repeat at a fraction of its offset, nor at another pair's step
     unless that pair is itself periodic (a second copy of a clone is not)."""
     periodic = [p.transform for p in found if p.repeats >= PERIODIC]
+    periodic += [cv2.invertAffineTransform(t) for t in periodic]
     out = []
     for pair in found:
-        steps = [s for t in periodic for s in (t, cv2.invertAffineTransform(t))]
+        steps = list(periodic)
         shift = pair.transform[:, 2]
         if np.allclose(pair.transform[:, :2], np.eye(2), atol=0.05):
             parts = [k for k in range(2, 17) if np.hypot(*shift) / k >= 4]
