@@ -33,11 +33,11 @@ from export import data
 from export.training import jpeg_roundtrip, threshold_per_set
 from scanner.imaging import decode
 from scanner_plugins import copy_move
-from scanner_plugins.copy_move.matching import region_pairs, work_copy
+from scanner_plugins.copy_move.matching import PERIODIC, region_pairs, work_copy
 
 OUT = Path(copy_move.__file__).parent / "model.json"
 MAX_FPR = 0.02
-MAX_REPEATS = 0.5  # a pair whose keypoints repeat further on this often is a periodic structure
+MAX_REPEATS = PERIODIC  # the share of repeating keypoints that makes a pair periodic
 # A pair whose moved source reproduces less of the copy's textured pixels is no evidence. Set
 # after looking at the false alarms of an early version on ALL camera and Kodak photos (real
 # pairs there matched at 0.00-0.35, CASIA's copy-moves mostly at 0.5-1.0), so the held-out

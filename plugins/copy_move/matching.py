@@ -34,7 +34,9 @@ MIN_OFFSET = 0.04  # pairs closer than this share of the diagonal are the same s
 RANSAC_PIXELS = 4.0  # inlier tolerance, in work-copy pixels
 MAX_MODELS = 4
 MIN_INLIERS = 5  # fewer agreeing pairs are never reported as a region pair
-PERIODIC = 0.5  # a pair whose keypoints repeat this often is a periodic structure (max_repeats)
+# A pair whose keypoints repeat this often is a periodic structure (model.json's max_repeats,
+# which export/train_copy_move.py writes from this).
+PERIODIC = 0.5
 
 
 @dataclass(frozen=True)
