@@ -59,7 +59,9 @@ class CopyMove(Detector):
     # 1.4.0: small photos' work copies 576 px long (768 before), recalibrated.
     # 1.5.0: a block offset is the one most pairs voted for (blocks.vote_peaks), recalibrated.
     # 1.6.0: a pair whose copy repeats at a fraction of its step is periodic (lines of text).
-    version = "1.6.0"
+    # 1.6.1: the pixel check on a window around each copy, not the whole work copy (the same
+    #        labels on 1,779 photos, scores within 0.0011; up to a third faster).
+    version = "1.6.1"
     needs = frozenset({"rgb"})
     uses_settings = frozenset()
     threshold = 0.5  # replaced in load() by model.json's, chosen on held-out real photos
