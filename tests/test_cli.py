@@ -188,6 +188,13 @@ def test_errors_lists_the_bad_files(cli, image_dir):
     assert len(json.loads(cli("errors", "--kind", "corrupt", "-f", "json").stdout)) == 2
 
 
+def test_show_of_a_file_that_could_not_be_read_says_why(cli, image_dir):
+    cli("scan", image_dir, *TWO)
+    shown = cli("show", image_dir / "renamed-text.jpg", expect=1).stderr
+    assert "could not be scanned (corrupt: " in shown and "scan it first" not in shown
+    assert "corrupt: " in cli("show", image_dir / "corrupt.jpg", expect=1).stderr
+
+
 def test_exit_codes(cli, image_dir, tmp_path):
     cli("scan", image_dir, "--detector", "test-red")
     assert "not in the database" in cli("show", tmp_path / "nowhere.jpg", expect=1).stderr

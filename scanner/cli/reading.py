@@ -220,6 +220,10 @@ def show(
     sha = queries.find_image(database, ref)
     report = queries.image_report(database, sha, in_use) if sha else None
     if report is None:
+        errors = queries.file_errors(database, ref)
+        if errors:  # scanned, but it could not be read: say why rather than "scan it first"
+            reasons = "; ".join(f"{e['kind']}: {e['message']}" for e in errors)
+            raise _fail(f"{image} could not be scanned ({reasons})", EXIT_NOT_FOUND)
         raise _fail(f"{image} is not in the database (scan it first)", EXIT_NOT_FOUND)
     shown = [v for v in report["verdicts"] if all_verdicts or v["in_use"]]
     hidden = len(report["verdicts"]) - len(shown)

@@ -199,6 +199,13 @@ def find_image(db: Database, ref: str) -> str | None:
     return None
 
 
+def file_errors(db: Database, path: str) -> list[dict]:
+    """[{detector, kind, message}, ...] recorded for the file at `path` (detector "" for the
+    file itself): why a file that has no image row could not be scanned."""
+    with db.read() as conn:
+        return _errors_by_path(conn, [to_text(path)]).get(to_text(path), [])
+
+
 def image_report(db: Database, sha: str, in_use: Collection[str] | None = None) -> dict | None:
     """Everything known about one image: metadata, paths, verdicts (each marked in_use or not),
     the overall verdict by the detectors `in_use` (default set if None), and the ELA PNG."""
