@@ -28,6 +28,12 @@ from scanner_plugins.copy_move import blocks
 WORK_MIN_SIDE = 576
 WORK_MAX_SIDE = 1024
 MAX_KEYPOINTS = 3000
+# The longer side of the copy SIFT is given when the work copy was not enlarged: half the work
+# copy for large photos (1024 -> 512), but never less. Before 1.7.0 a photo of 576-1023 px
+# got half of its own size (288-511 px), coarser than CASIA's 384 px photos (enlarged to 576
+# and given whole) or large ones: copy-moves of 5% of the picture made in camera photos shrunk
+# to 800 / 640 px were caught 35% / 22% of the time, 53% / 46% at 512 px (MODEL_CARD.md).
+SIFT_MIN_SIDE = 512
 NEIGHBOURS = 8  # g2NN looks at this many nearest descriptors of each keypoint
 G2NN_RATIO = 0.6  # 0.5 in Amerini et al.; 0.6 keeps 10% more re-saved copy-moves
 MIN_OFFSET = 0.04  # pairs closer than this share of the diagonal are the same structure
@@ -84,21 +90,26 @@ def keypoints(grey: np.ndarray, enlarged: bool) -> tuple[np.ndarray, np.ndarray]
     # OpenCV's SIFT doubles its input for the first octave. A work copy shrunk from a large
     # photo is given at half size: its finest scale is then the work copy's own, at a quarter
     # of the cost (a 12-megapixel photo: 114 ms instead of 380 ms; false pairs on camera photos
-    # 1.8% -> 0%). A small photo's enlarged work copy is given whole: the finer scales find
-    # small copied regions (CASIA validation copy-moves caught 53% -> 62%) where decoding costs
-    # nothing anyway.
-    if enlarged:
-        image, factor = grey, 1
-    else:
+    # 1.8% -> 0%); a mid-size photo's at SIFT_MIN_SIDE. A small photo's enlarged work copy
+    # is given whole: the finer scales find small copied regions (CASIA validation
+    # copy-moves caught 53% -> 62%) where decoding costs nothing anyway.
+    side = max(grey.shape)
+    if enlarged or side <= SIFT_MIN_SIDE:
+        image, factor = grey, 1.0
+    elif side // 2 >= SIFT_MIN_SIDE:
         size = (max(1, grey.shape[1] // 2), max(1, grey.shape[0] // 2))
-        image, factor = cv2.resize(grey, size, interpolation=cv2.INTER_AREA), 2
+        image, factor = cv2.resize(grey, size, interpolation=cv2.INTER_AREA), 2.0
+    else:  # a mid-size photo (1.7.0)
+        factor = side / SIFT_MIN_SIDE
+        size = (max(1, round(grey.shape[1] / factor)), max(1, round(grey.shape[0] / factor)))
+        image = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
     points, descriptors = _local.sift.detectAndCompute(image, None)
     if descriptors is None or len(points) < 2:
         return np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32)
     # RootSIFT (Arandjelovic & Zisserman 2012): Hellinger distance, better ratio tests.
     descriptors = descriptors / (descriptors.sum(axis=1, keepdims=True) + 1e-7)
     descriptors = np.sqrt(descriptors).astype(np.float32)
-    # Back to work-copy pixels (a half-size pixel centre sits between two full-size ones).
+    # Back to work-copy pixels (a shrunk copy's pixel centre sits between full-size ones).
     positions = np.array([p.pt for p in points], dtype=np.float32) * factor + (factor - 1) / 2
     return positions, descriptors
 
