@@ -38,7 +38,7 @@ def test_a_moved_clone_of_soft_texture_is_found_at_its_offset():
     grey = foliage(1)
     grey[90:170, 230:320] = grey[60:140, 40:130].copy()  # moved 190 right, 30 down
     work, scale = work_copy(resaved(grey))
-    pairs = block_pairs(work, [])
+    pairs = block_pairs(work, scale, [])
     assert pairs, "no block pair"
     pair = max(pairs, key=lambda p: p.dense)
     shift = np.abs(pair.transform[:, 2]) / scale
@@ -65,15 +65,15 @@ def test_a_smooth_sky_gives_no_block_pair():
     width, height = SIZE
     sky = np.linspace(120, 220, height, dtype=np.float32)[:, None] + np.zeros((1, width))
     sky = np.clip(sky + rng.normal(0, 1.5, sky.shape), 0, 255).astype(np.uint8)
-    work, _ = work_copy(resaved(sky))
-    assert block_pairs(work, []) == []
+    work, scale = work_copy(resaved(sky))
+    assert block_pairs(work, scale, []) == []
 
 
 def test_a_tiled_wall_is_periodic_not_a_copy():
     tile = foliage(4)[:48, :64]
     wall = np.tile(tile, (6, 6))[: SIZE[1], : SIZE[0]]
-    work, _ = work_copy(resaved(wall))
-    pairs = block_pairs(work, [])
+    work, scale = work_copy(resaved(wall))
+    pairs = block_pairs(work, scale, [])
     assert pairs and all(p.repeats == 1.0 for p in pairs)  # found, and seen to repeat
 
 

@@ -23,7 +23,12 @@ MIN_STD = 6.0  # grey standard deviation of a block worth matching; flat blocks 
 NEIGHBOURS = 4  # each block is compared with this many that follow it in the sorted order
 MIN_BLOCKS = 100  # block pairs that must share an offset (about a 26x26-pixel region)
 MIN_MATCH = 0.6  # share of the copy's textured pixels the moved source must reproduce
-SIDE = 384  # longer side of the copy searched: CASIA's own size; bounds the cost
+# The longer side of the copy searched: the photo's own, within MIN_SIDE..SIDE. 384 for every
+# photo before 1.9.0; at that size a region of 2% of a large photo holds about 50 textured
+# block positions, half of MIN_BLOCKS, and copy-moves of 2% made in camera photos were found
+# 9-10% of the time (47-66% at 768; MODEL_CARD.md). CASIA's photos stay at their own 384.
+SIDE = 768
+MIN_SIDE = 384
 CANDIDATES = 3  # offsets checked, most-shared first
 ZIGZAG = ((0, 0), (0, 1), (1, 0), (2, 0), (1, 1), (0, 2), (0, 3), (1, 2))
 
@@ -40,51 +45,58 @@ def _dct_rows() -> np.ndarray:
 DCT_ROWS = _dct_rows()
 
 
-def block_features(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """((rows, cols, COEFFICIENTS) DCT coefficients, (rows, cols) grey standard deviation) of
-    the block whose top-left corner is at each pixel (whole blocks only)."""
-    image = grey.astype(np.float32)
-    h, w = image.shape
-    rows, cols = h - BLOCK + 1, w - BLOCK + 1
-    # Each 2-D DCT basis is the outer product of two rows: two 1-D passes instead of 256 taps.
-    features = [
-        cv2.sepFilter2D(
-            image, -1, DCT_ROWS[v], DCT_ROWS[u], anchor=(0, 0), borderType=cv2.BORDER_CONSTANT
-        )[:rows, :cols]
-        for u, v in ZIGZAG[:COEFFICIENTS]
-    ]
-    box = dict(ksize=(BLOCK, BLOCK), anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
-    mean = cv2.blur(image, **box)[:rows, :cols]
-    square = cv2.blur(image * image, **box)[:rows, :cols]
-    return np.stack(features, axis=-1), np.sqrt(np.maximum(square - mean * mean, 0))
+def _stable_argsort(keys: np.ndarray) -> np.ndarray:
+    """np.argsort(keys, kind="stable") of uint64 keys, as four stable passes over 16 bits each
+    (least significant first), where numpy sorts by radix: the same order, 2-3x faster than
+    its merge sort of 64-bit keys (a 768 px copy has up to 400,000 textured blocks)."""
+    order = np.argsort((keys & np.uint64(0xFFFF)).astype(np.uint16), kind="stable")
+    for shift in (16, 32, 48):
+        digit = ((keys[order] >> np.uint64(shift)) & np.uint64(0xFFFF)).astype(np.uint16)
+        order = order[np.argsort(digit, kind="stable")]
+    return order
 
 
 def shared_offsets(grey: np.ndarray, min_offset: float) -> list[tuple[np.ndarray, np.ndarray]]:
     """[(offset (dx, dy), top-left corners (n, 2) of the copied blocks)], for up to CANDIDATES
     offsets that at least MIN_BLOCKS lookalike block pairs at least `min_offset` apart share
     (offsets within a pixel of each other counted together)."""
-    features, std = block_features(grey)
-    rows, cols = std.shape
+    image = grey.astype(np.float32)
+    h, w = image.shape
+    rows, cols = h - BLOCK + 1, w - BLOCK + 1
     if rows <= 0 or cols <= 0:
         return []
+    # The block whose top-left corner is at each pixel (whole blocks only): its grey standard
+    # deviation, and only for the textured ones, its DCT coefficients.
+    box = dict(ksize=(BLOCK, BLOCK), anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
+    mean = cv2.blur(image, **box)[:rows, :cols]
+    square = cv2.blur(image * image, **box)[:rows, :cols]
+    std = np.sqrt(np.maximum(square - mean * mean, 0))
     textured = np.flatnonzero(std.ravel() >= MIN_STD)
     if len(textured) < MIN_BLOCKS:
         return []
-    values = features.reshape(-1, COEFFICIENTS)[textured]
-    corners = np.stack([textured % cols, textured // cols], axis=1)
+    top, left = np.divmod(textured, cols)
+    at = top * w + left  # the same blocks in the filtered images, which are h x w
+    values = np.empty((len(textured), COEFFICIENTS), np.float32)
     # One 64-bit key per block (8 quantised coefficients of 8 bits each): sorting the keys
     # is the lexicographic sort of the coefficients, several times faster than np.lexsort.
-    levels = np.clip(np.round(values / STEP) + 128, 0, 255).astype(np.uint64)
-    keys = np.zeros(len(levels), np.uint64)
-    for column in range(COEFFICIENTS):
-        keys = (keys << np.uint64(8)) | levels[:, column]
-    order = np.argsort(keys, kind="stable")
-    keys, values, corners = keys[order], values[order], corners[order]
+    keys = np.zeros(len(textured), np.uint64)
+    for column, (u, v) in enumerate(ZIGZAG[:COEFFICIENTS]):
+        # Each 2-D DCT basis is the outer product of two rows: two 1-D passes, not 256 taps.
+        coefficient = cv2.sepFilter2D(
+            image, -1, DCT_ROWS[v], DCT_ROWS[u], anchor=(0, 0), borderType=cv2.BORDER_CONSTANT
+        )
+        values[:, column] = coefficient.ravel()[at]
+        level = np.clip(np.round(values[:, column] / STEP) + 128, 0, 255).astype(np.uint64)
+        keys = (keys << np.uint64(8)) | level
+    order = _stable_argsort(keys)
+    keys = keys[order]
+    corners = np.stack([left, top], axis=1)
     offsets, copies = [], []
     for k in range(1, NEIGHBOURS + 1):
         same = np.flatnonzero(keys[:-k] == keys[k:])  # few: compare their values only
-        alike = same[np.abs(values[same] - values[same + k]).max(axis=1) <= STEP]
-        first, second = corners[alike], corners[alike + k]
+        near = np.abs(values[order[same]] - values[order[same + k]]).max(axis=1) <= STEP
+        alike = same[near]
+        first, second = corners[order[alike]], corners[order[alike + k]]
         offset = second - first
         far = np.hypot(offset[:, 0], offset[:, 1]) >= min_offset
         first, second, offset = first[far], second[far], offset[far]
@@ -129,11 +141,15 @@ def vote_peaks(votes: np.ndarray) -> list[tuple[int, int]]:
     return peaks
 
 
-def search_copy(grey: np.ndarray) -> tuple[np.ndarray, float]:
-    """(the grey copy searched, its scale relative to `grey`): at most SIDE pixels long."""
+def search_copy(grey: np.ndarray, scale: float) -> tuple[np.ndarray, float]:
+    """(the grey copy searched, its scale relative to the work copy `grey`, whose own scale
+    to the photo is `scale`): as long as the photo itself, but within MIN_SIDE..SIDE and never
+    longer than `grey`. A small photo's enlarged work copy is searched at the photo's size,
+    where a clone's offset is a whole number of pixels and its blocks repeat exactly."""
     side = max(grey.shape)
-    if side <= SIDE:
+    target = min(side, SIDE, max(side / scale, MIN_SIDE))
+    if side <= target:
         return grey, 1.0
-    scale = SIDE / side
-    size = (max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale)))
-    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA), scale
+    factor = target / side
+    size = (max(1, round(grey.shape[1] * factor)), max(1, round(grey.shape[0] * factor)))
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA), factor

@@ -283,7 +283,7 @@ def region_pairs(grey: np.ndarray, scale: float) -> list[RegionPair]:
                 repeats = 1.0
             found.append(RegionPair(transform, source, copy, repeats, share, reproduced))
         pairs = remaining
-    found += block_pairs(grey, found)
+    found += block_pairs(grey, scale, found)
     return sorted(periodic_harmonics(grey, found), key=lambda r: -r.inliers)
 
 
@@ -330,10 +330,11 @@ def _translation(offset: np.ndarray) -> np.ndarray:
     return np.array([[1.0, 0.0, offset[0]], [0.0, 1.0, offset[1]]])
 
 
-def block_pairs(grey: np.ndarray, found: list[RegionPair]) -> list[RegionPair]:
-    """Region pairs that blocks.py finds in a work copy and the SIFT pairs `found` do not
-    already give: moved copies of regions with too few keypoints. `inliers` counts blocks."""
-    small, scale = blocks.search_copy(grey)
+def block_pairs(grey: np.ndarray, work_scale: float, found: list[RegionPair]) -> list[RegionPair]:
+    """Region pairs that blocks.py finds in a work copy (`work_scale`: work_copy's) and the
+    SIFT pairs `found` do not already give: moved copies of regions with too few keypoints.
+    `inliers` counts blocks."""
+    small, scale = blocks.search_copy(grey, work_scale)
     min_offset = MIN_OFFSET * float(np.hypot(*small.shape))
     pairs = []
     for offset, corners in blocks.shared_offsets(small, min_offset):
