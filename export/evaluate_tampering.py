@@ -137,7 +137,7 @@ def text_screens(folder: Path, count: int = 48, seed: int = 0) -> list[tuple[str
 
 
 def camera_copy_moves(
-    folder: Path, share: float, side: int | None, seed: int = 0
+    folder: Path, share: float, side: int | None, seed: int = 0, turned: bool = False
 ) -> list[tuple[str, int]]:
     """Copy-moves made in camera photos, labelled fake: in each of camera_photos' photos (as
     they come, or shrunk so the longer side is `side`), a textured region (grey standard
@@ -145,7 +145,9 @@ def camera_copy_moves(
     the picture, an irregular polygon with a soft edge, is pasted at least 1.1 times its size
     away, then the photo is saved at q90. CASIA's copy-moves are 384x256 px (their regions
     median 5.5% of the picture); these show whether what the card measures there holds at
-    other sizes. Hosts from both halves of camera_photos: this measures catches, not false
+    other sizes. `turned`: the region is also rotated by 10-45 degrees either way and scaled
+    by 0.9-1.1 before it is pasted (what SIFT's affine fit is for; the blocks see only moved
+    copies). Hosts from both halves of camera_photos: this measures catches, not false
     alarms. Made the same way on every run."""
     out = []
     for n, item in enumerate(i for i in data.real_photos(1.0) if i["set"] == "camera_photos"):
@@ -175,8 +177,20 @@ def camera_copy_moves(
                 break
         else:
             continue  # no textured region found apart from its copy
+        soft = mask.filter(ImageFilter.GaussianBlur(1))
+        if turned:
+            angle = float(rng.uniform(10, 45) * rng.choice([-1, 1]))
+            zoom = float(rng.uniform(0.9, 1.1))
+            size = (round(mw * zoom), round(mh * zoom))
+            patch, soft = (
+                im.resize(size, Image.Resampling.BICUBIC).rotate(
+                    angle, resample=Image.Resampling.BICUBIC, expand=True
+                )
+                for im in (patch, soft)
+            )
+            tx, ty = min(tx, w - patch.width), min(ty, h - patch.height)
         fake = rgb.copy()
-        fake.paste(patch, (tx, ty), mask.filter(ImageFilter.GaussianBlur(1)))
+        fake.paste(patch, (tx, ty), soft)
         out.append((_save(fake, folder / f"{n:03d}_{Path(item['path']).stem}", 90), 1))
     return out
 
@@ -250,12 +264,17 @@ def report(detector, copy_moves_only: bool = False) -> None:
         print("\n| copy-moves made in camera photos (`camera_copy_moves`, q90) | images | caught |")
         print("|---|---|---|")
         with tempfile.TemporaryDirectory() as tmp:
-            for side in (None, 800, 640):
+            sizes = [(None, False), (800, False), (640, False), (None, True), (800, True)]
+            for side, turned in sizes:
                 for share in (0.02, 0.05, 0.08):
-                    where = Path(tmp) / f"{side}-{share}"
-                    m = evaluate(camera_copy_moves(where, share, side), [detector])[name]
+                    where = Path(tmp) / f"{side}-{share}-{turned}"
+                    made = camera_copy_moves(where, share, side, turned=turned)
+                    m = evaluate(made, [detector])[name]
                     size = "as they come" if side is None else f"shrunk to {side} px"
-                    print(f"| regions of {share:.0%}, photos {size} | {m.n_fake} | {m.tpr:.3f} |")
+                    how = ", turned 10-45 degrees and scaled 0.9-1.1" if turned else ""
+                    print(
+                        f"| regions of {share:.0%}{how}, photos {size} | {m.n_fake} | {m.tpr:.3f} |"
+                    )
     masked = [
         i
         for i in val
