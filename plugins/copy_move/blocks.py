@@ -109,7 +109,6 @@ def shared_offsets(grey: np.ndarray, min_offset: float) -> list[tuple[np.ndarray
     if len(offset) < MIN_BLOCKS:
         return []
     # Offsets as one index each, counted.
-    h, w = grey.shape
     index = (offset[:, 1] + h) * (2 * w + 1) + (offset[:, 0] + w)
     votes = np.bincount(index, minlength=(2 * h + 1) * (2 * w + 1)).reshape(2 * h + 1, 2 * w + 1)
     found = []
