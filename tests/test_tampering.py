@@ -138,7 +138,8 @@ def test_copy_move_separates_casia_copy_moves_after_a_resave(tmp_path, copy_move
         target.write_bytes(jpeg(decode(Path(item["path"]).read_bytes())[0], 85))
         items.append((str(target), item["label"]))
     metrics = evaluate(items, [copy_move])["copy-move"]
-    # On all 58 validation copy-moves re-saved at q85: TPR 0.50, FPR 0.00 (MODEL_CARD.md).
+    # On all 58 validation copy-moves re-saved at q85: TPR 0.62, FPR 0.009 against the 117
+    # authentic photos (1.6.0 to 1.9.0; MODEL_CARD.md). The floors here leave room for a sample.
     assert metrics.tpr >= 0.25 and metrics.fpr <= 0.05, metrics
     assert metrics.roc_auc >= 0.65, metrics
 
