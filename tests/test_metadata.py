@@ -135,6 +135,26 @@ def test_a_thumbnail_of_another_picture_is_a_mismatch(detector):
 
 
 @pytest.mark.skipif(not KODAK.is_dir(), reason=f"needs {KODAK}")
+def test_a_large_letterboxed_photo_is_compared_with_its_thumbnail_on_a_reduced_copy(detector):
+    # 3072x2304 with black bars: the picture is box-reduced before the 16x16 comparison
+    # (rules._comparable), and the bars are still cut from both sides.
+    def letterboxed(name: str) -> Image.Image:
+        frame = Image.new("RGB", (3072, 2304))
+        frame.paste(Image.open(KODAK / name).convert("RGB").resize((3072, 2048)), (0, 128))
+        return frame
+
+    original, other = letterboxed("kodim05.png"), letterboxed("kodim23.png")
+    result, rules = judge(
+        detector, jpeg_bytes(original, 90, exif=exif_with_thumbnail(thumb_of(original)))
+    )
+    assert "thumbnail-mismatch" not in rules and result.label == "real"
+    result, rules = judge(
+        detector, jpeg_bytes(other, 90, exif=exif_with_thumbnail(thumb_of(original)))
+    )
+    assert "thumbnail-mismatch" in rules and result.label == "fake"
+
+
+@pytest.mark.skipif(not KODAK.is_dir(), reason=f"needs {KODAK}")
 def test_a_real_photo_mirrored_by_a_viewer_still_matches_its_thumbnail(detector):
     # A real photo, unlike the synthetic waves below, matches its mirror image in no turn:
     # only comparing in the left-right mirror (Image.Transpose value 0) keeps it unflagged.

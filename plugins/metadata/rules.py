@@ -157,6 +157,12 @@ TURNS = (None, *(getattr(Image.Transpose, name) for name in (
 
 def _comparable(image: Image.Image) -> np.ndarray:
     """A small grey, zero-mean, unit-variance version; black letterbox bars cut off first."""
+    # Only COMPARE_SIDE pixels a side are compared: a large picture is box-reduced by a whole
+    # factor first (shorter side still 16 times that), so that a 7-megapixel photo is not
+    # turned into grey floats at full size (35 of this detector's 45 ms on one).
+    factor = min(image.size) // (COMPARE_SIDE * 16)
+    if factor > 1:
+        image = image.reduce(factor)
     grey = np.asarray(image.convert("L"), dtype=np.float32)
     rows, cols = np.where(grey.mean(axis=1) > 24)[0], np.where(grey.mean(axis=0) > 24)[0]
     if len(rows) > 4 and len(cols) > 4:
