@@ -120,11 +120,11 @@ class Judge:
     prepared by a `prepare_pictures` task."""
 
     def __init__(self, payload: bytes, threads: int):
-        import cv2
+        from scanner.workers import share_threads
 
-        # One actor per CPU: its own share of them, for onnxruntime and OpenCV's pool.
+        # One actor per CPU: its own share of them, for onnxruntime, OpenCV and BLAS.
         os.environ["SCANNER_ONNX_THREADS"] = str(threads)
-        cv2.setNumThreads(threads)
+        share_threads(threads)
         names, self.settings, self.detector_settings = pickle.loads(payload)
         plugins = {p.name: p for p in discover(names)}
         self.detectors = [plugins[n].detector for n in names if n in plugins and plugins[n].loaded]

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 
 import cv2
+from threadpoolctl import threadpool_limits
 
 from scanner.config import Settings
 from scanner.detectors import Detector
@@ -66,15 +67,24 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def share_threads(threads: int) -> None:
+    """Hold this worker's thread pools to its share of the cores. Several workers each running
+    one thread per core fight over the cores: onnxruntime's pool, OpenCV's (SIFT, resizing,
+    face search) and numpy's BLAS (copy-move's descriptor matching, metadata's DCT). OpenBLAS
+    threads also spin while they wait for work: left at one per core in two workers on 2
+    cores, they made a default scan of CASIA-size photos 1.4-1.8x slower (2026-12-07,
+    benchmarks/bench_targets.py)."""
+    os.environ.setdefault("SCANNER_ONNX_THREADS", str(threads))
+    cv2.setNumThreads(threads)
+    threadpool_limits(threads, user_api="blas")  # for the life of the process
+
+
 def _serve(conn: Connection, detectors, settings: Settings, detector_settings, threads: int):
     """A worker's life: take a Job, report stages, send back Done; exit on None or EOF."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the scanning process's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    # Several workers each running one thread per core would fight over the cores: each gets
-    # its share, for onnxruntime and for OpenCV's own pool (SIFT, resizing, face search).
-    os.environ.setdefault("SCANNER_ONNX_THREADS", str(threads))
-    cv2.setNumThreads(threads)
+    share_threads(threads)
     while True:
         try:
             job = conn.recv()

@@ -64,6 +64,22 @@ class RednessV2(Redness):
     version = "2"
 
 
+class ThreadPools(Detector):
+    """Always 'real'; its details say how many threads the process's pools hold where it runs
+    (OpenCV's and numpy's BLAS), to check that each worker keeps to its share of the cores."""
+
+    name = "test-thread-pools"
+    version = "1"
+
+    def predict(self, batch):
+        import cv2
+        from threadpoolctl import threadpool_info
+
+        blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+        pools = {"opencv": cv2.getNumThreads(), "blas": blas, "pid": os.getpid()}
+        return [Result.from_score(0.0, self.threshold, details=pools) for _ in batch]
+
+
 class NeedsBigImages(Detector):
     """Not applicable below 100 pixels; otherwise always 'real' with score 0.1."""
 

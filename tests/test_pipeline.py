@@ -1,11 +1,19 @@
 """The spine: every file accounted for, decode once, skip what is known, survive bad detectors."""
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 from conftest import EXPECTED, jpeg_bytes, photo
-from sample_detectors import Explodes, NeedsBigImages, OutOfRange, Redness, RednessV2
+from sample_detectors import (
+    Explodes,
+    NeedsBigImages,
+    OutOfRange,
+    Redness,
+    RednessV2,
+    ThreadPools,
+)
 from sqlalchemy import select
 
 from scanner.config import Settings
@@ -70,6 +78,18 @@ def test_verdicts_record_detector_version_threshold_and_details(image_dir, db_ur
     assert '"ela_max"' in next(
         v["details"] for v in verdicts if v["label"] == "real" and v["detector"] == "test-big"
     )
+
+
+def test_each_worker_holds_its_thread_pools_to_its_share_of_the_cores(image_dir, db_url):
+    # Two workers, each with one thread per core in OpenCV and in BLAS, would fight over the
+    # cores (OpenBLAS threads spin while they wait): each keeps to cores // workers.
+    db = Database(db_url)
+    scan(db, image_dir, ThreadPools(), workers=2)
+    share = max(1, (os.cpu_count() or 1) // 2)
+    pools = [json.loads(v["details"]) for v in rows(db, tables.verdicts)]
+    assert len(pools) == 8 and all(p["pid"] != os.getpid() for p in pools)
+    assert {p["opencv"] for p in pools} == {share}
+    assert {n for p in pools for n in p["blas"]} == {share}
 
 
 def test_rescan_skips_unchanged_files_without_reading_them(image_dir, db_url, monkeypatch):
