@@ -45,6 +45,14 @@ def _env_float(name: str, default: float) -> float:
     return _env(name, default, float, "a number")
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity where the system has one (a scan
+    started under `taskset` or in a cpuset container), else every core."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 DEFAULT_IMAGE_TIMEOUT = 30.0
 DEFAULT_WORKER_MEMORY_MB = 4096
 DEFAULT_PIXEL_BUDGET_MP = 100
@@ -64,7 +72,7 @@ class Settings:
     batch_size: int = field(default_factory=lambda: _env_int("SCANNER_BATCH_SIZE", 16))
     # Worker processes that decode images and run the detectors, one image each at a time
     # (scanner/workers.py). 0: everything in the scanning process, without the limits below.
-    workers: int = field(default_factory=lambda: _env_int("SCANNER_WORKERS", os.cpu_count() or 1))
+    workers: int = field(default_factory=lambda: _env_int("SCANNER_WORKERS", usable_cores()))
     # Seconds one image may take, decoding and every detector together; over it, the worker is
     # killed and the image is an error row `timeout` (or the detector that hung is disabled).
     image_timeout: float = field(

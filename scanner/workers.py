@@ -38,7 +38,7 @@ from multiprocessing.connection import Connection, wait
 import cv2
 from threadpoolctl import threadpool_limits
 
-from scanner.config import Settings
+from scanner.config import Settings, usable_cores
 from scanner.detectors import Detector
 from scanner.store.database import ErrorRecord
 from scanner.work import DECODING, Done, Job, work
@@ -161,8 +161,7 @@ class WorkerPool:
     ):
         self.settings = settings
         self.size = settings.workers
-        cores = os.cpu_count() or 1
-        threads = threads or max(1, cores // self.size)  # each worker's share of the cores
+        threads = threads or max(1, usable_cores() // self.size)  # each worker's share
         self._args = (detectors, settings, detector_settings, threads)
         self._context = multiprocessing.get_context("forkserver")
         # The fork server imports these once; each worker then starts in milliseconds.

@@ -16,7 +16,7 @@ from sample_detectors import (
 )
 from sqlalchemy import select
 
-from scanner.config import Settings
+from scanner.config import Settings, usable_cores
 from scanner.pipeline import Pipeline, iter_files
 from scanner.store import Database, tables
 
@@ -85,11 +85,27 @@ def test_each_worker_holds_its_thread_pools_to_its_share_of_the_cores(image_dir,
     # cores (OpenBLAS threads spin while they wait): each keeps to cores // workers.
     db = Database(db_url)
     scan(db, image_dir, ThreadPools(), workers=2)
-    share = max(1, (os.cpu_count() or 1) // 2)
+    share = max(1, usable_cores() // 2)
     pools = [json.loads(v["details"]) for v in rows(db, tables.verdicts)]
     assert len(pools) == 8 and all(p["pid"] != os.getpid() for p in pools)
     assert {p["opencv"] for p in pools} == {share}
     assert {n for p in pools for n in p["blas"]} == {share}
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+def test_a_scan_held_to_one_core_shares_that_core_only(image_dir, db_url):
+    # Under `taskset -c 0` (or in a one-core cpuset) the machine's other cores are not the
+    # scan's: one worker by default, one thread in each of its pools.
+    everything = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(everything)})
+    try:
+        assert usable_cores() == 1 and Settings().workers == 1
+        db = Database(db_url)
+        scan(db, image_dir, ThreadPools(), workers=Settings().workers)
+    finally:
+        os.sched_setaffinity(0, everything)
+    pools = [json.loads(v["details"]) for v in rows(db, tables.verdicts)]
+    assert {p["opencv"] for p in pools} == {1} and {n for p in pools for n in p["blas"]} == {1}
 
 
 def test_rescan_skips_unchanged_files_without_reading_them(image_dir, db_url, monkeypatch):
