@@ -270,8 +270,11 @@ def to_png(image: Image.Image, max_side: int | None = None) -> bytes:
 
 
 def largest_value(image: Image.Image) -> int:
-    """The largest value in any band of an 8-bit image: from its histogram, one pass without
+    """The largest value in any band of an 8-bit image. One band: numpy's max over its pixels
+    (1 ms on 12 megapixels, the histogram 14 ms); more: from the histogram, one pass without
     copying a band (half the time of getextrema's band by band on a 12-megapixel picture)."""
+    if image.mode == "L":
+        return int(np.asarray(image).max()) if image.width and image.height else 0
     counts = np.asarray(image.histogram()).reshape(-1, 256).sum(axis=0)
     found = np.flatnonzero(counts)
     return int(found[-1]) if len(found) else 0
@@ -377,9 +380,10 @@ class Sample:
     ela_quality: int = 90
     # The user says every input is already a face crop: faces() is then the whole image.
     face_crops: bool = False
-    # quality -> (raw difference, largest difference); the brightened image only when asked
-    # for (a full-size copy: 0.5 GB for a 169-megapixel picture).
-    _ela: dict[int, tuple[Image.Image, int]] = field(default_factory=dict, repr=False)
+    # quality -> (raw difference, its per-pixel largest channel, largest difference); the
+    # brightened image only when asked for (a full-size copy: 0.5 GB for a 169-megapixel
+    # picture).
+    _ela: dict[int, tuple[Image.Image, Image.Image, int]] = field(default_factory=dict, repr=False)
     _bright: dict[int, Image.Image] = field(default_factory=dict, repr=False)
     _faces: list[Face] | None = field(default=None, repr=False)
 
@@ -387,7 +391,7 @@ class Sample:
         """The ELA image, brightened as the seed did (default quality: the scan's)."""
         quality = quality or self.ela_quality
         if quality not in self._bright:
-            raw, max_diff = self._error_level(quality)
+            raw, _, max_diff = self._error_level(quality)
             self._bright[quality] = brighten(raw, max_diff)[0]
         return self._bright[quality]
 
@@ -395,19 +399,27 @@ class Sample:
         """The raw, unscaled ELA difference (absolute error levels, 0-255 per channel)."""
         return self._error_level(quality)[0]
 
-    def ela_max_diff(self, quality: int | None = None) -> int:
+    def ela_grey_difference(self, quality: int | None = None) -> Image.Image:
+        """The raw difference's largest channel per pixel (the stored grey ELA's source)."""
         return self._error_level(quality)[1]
+
+    def ela_max_diff(self, quality: int | None = None) -> int:
+        return self._error_level(quality)[2]
 
     def drop_ela_differences(self) -> None:
         """Forget the full-size raw ELA differences kept for later calls (computed again if
         asked for): before the picture leaves the process, when no detector will read them."""
         self._ela.clear()
 
-    def _error_level(self, quality: int | None) -> tuple[Image.Image, int]:
+    def _error_level(self, quality: int | None) -> tuple[Image.Image, Image.Image, int]:
         quality = quality or self.ela_quality
         if quality not in self._ela:
             raw = ela_difference(self.rgb, quality)
-            self._ela[quality] = (raw, largest_value(raw))
+            # The grey is the stored ELA's source, and its largest value is the picture's:
+            # one band read by numpy instead of three histograms (a 12 MP photo: 11 + 1 ms
+            # for both, where the grey and the histograms took 11 + 17).
+            grey = largest_channel(raw)
+            self._ela[quality] = (raw, grey, largest_value(grey))
         return self._ela[quality]
 
     def faces(self) -> list[Face]:

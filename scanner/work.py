@@ -21,7 +21,6 @@ from scanner.imaging import (
     Sample,
     decode_salvaging,
     heatmap_png,
-    largest_channel,
     scale_difference,
     to_png,
 )
@@ -76,9 +75,7 @@ def describe(sample: Sample, settings: Settings) -> tuple[ImageRecord, ElaRecord
     image = ImageRecord(sample.sha256, sample.format, width, height, len(sample.data))
     if not settings.store_ela:
         return image, None
-    difference = sample.ela_difference()
-    if settings.ela_grey:
-        difference = largest_channel(difference)
+    difference = sample.ela_grey_difference() if settings.ela_grey else sample.ela_difference()
     shown = scale_difference(difference, ELA_SCALE)
     png = to_png(shown, settings.ela_max_side)
     shrink = min(1.0, settings.ela_max_side / max(shown.size))
@@ -203,9 +200,12 @@ def work(
         if isinstance(prepared, Done):
             return prepared
     done, sample = prepared.done, prepared.sample
-    for detector in detectors:
-        if detector.name not in prepared.job.detectors:
-            continue
+    running = [d for d in detectors if d.name in prepared.job.detectors]
+    if not any("ela" in d.needs for d in running):
+        # describe's full-size differences (4 bytes a pixel), which no detector will read,
+        # freed before the detectors allocate their own.
+        sample.drop_ela_differences()
+    for detector in running:
         stage(detector.name)
         outcome = run_detector(detector, sample, detector_settings.get(detector.name, {}))
         (done.verdicts if isinstance(outcome, VerdictRecord) else done.errors).append(outcome)
