@@ -105,7 +105,8 @@ def luma_coefficients(data: bytes) -> np.ndarray | None:
     strips = luma[: rows * 8, : cols * 8].reshape(rows, 8, cols, 8)[::step]
     blocks = strips.transpose(0, 2, 1, 3).reshape(-1, 64) - 128.0
     # Only the positions the histograms read: one (blocks x 64) by (64 x 8) product, where
-    # the whole 8x8 transform of every block (block_coefficients) cost 4-5 times as long.
+    # the whole 8x8 transform of every block (block_coefficients) cost 2-3 times as long
+    # (40,000 blocks of a camera photo: 4-6 ms against 12-14).
     steps = np.array([table[r, c] for r, c in POSITIONS])
     return np.rint(blocks @ POSITION_BASIS / steps).astype(np.int32)
 
