@@ -235,10 +235,20 @@ def brighten(diff: Image.Image, max_diff: int | None = None) -> tuple[Image.Imag
 ELA_SCALE = 20
 
 
+# Rows per strip in largest_channel: its three bands and their maximum exist a strip at a time.
+CHANNEL_STRIP = 512
+
+
 def largest_channel(image: Image.Image) -> Image.Image:
-    """One grey channel: per pixel, the largest of the RGB values (the stored grey ELA)."""
-    red, green, blue = image.split()
-    return ImageChops.lighter(ImageChops.lighter(red, green), blue)
+    """One grey channel: per pixel, the largest of the RGB values (the stored grey ELA). Made in
+    strips of rows, so that the three bands of a huge picture (500 MB for 169 megapixels)
+    never exist whole beside the picture and its difference image."""
+    grey = Image.new("L", image.size)
+    for top in range(0, image.height, CHANNEL_STRIP):
+        box = (0, top, image.width, min(image.height, top + CHANNEL_STRIP))
+        red, green, blue = image.crop(box).split()
+        grey.paste(ImageChops.lighter(ImageChops.lighter(red, green), blue), box)
+    return grey
 
 
 def scale_difference(diff: Image.Image, scale: int = ELA_SCALE) -> Image.Image:
