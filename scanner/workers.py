@@ -239,25 +239,39 @@ class WorkerPool:
         now = time.monotonic()
         cap = self.settings.worker_memory_bytes
         for conn, worker in list(busy.items()):
-            overrun = None
             if now > worker.deadline:
-                overrun = Overrun(
-                    "timeout",
-                    f"not done within {self.settings.image_timeout:g} s "
-                    f"(SCANNER_IMAGE_TIMEOUT) while {_doing(worker.stage)}",
-                    worker.stage,
-                )
+                kind = "timeout"
             elif cap and _resident_bytes(worker.process.pid) > cap:
-                overrun = Overrun(
-                    "out-of-memory",
-                    f"used more than {cap // 2**20} MB (SCANNER_WORKER_MEMORY_MB) "
-                    f"while {_doing(worker.stage)}",
-                    worker.stage,
-                )
-            if overrun:
-                del busy[conn]
-                worker.kill()
-                yield worker.job, overrun
+                kind = "out-of-memory"
+            else:
+                continue
+            del busy[conn]
+            done = self._settle(conn, worker)
+            worker.kill()  # not kept for another picture, whatever it sent: it is over a limit
+            if done is not None:  # it finished before the scan read its stages: not an overrun
+                yield worker.job, done
+                continue
+            if kind == "timeout":
+                why = f"not done within {self.settings.image_timeout:g} s (SCANNER_IMAGE_TIMEOUT)"
+            else:
+                why = f"used more than {cap // 2**20} MB (SCANNER_WORKER_MEMORY_MB)"
+            yield worker.job, Overrun(kind, f"{why} while {_doing(worker.stage)}", worker.stage)
+
+    @staticmethod
+    def _settle(conn: Connection, worker: _Worker) -> Done | None:
+        """Read what an overrunning worker sent that the scan has not read yet: the stages it
+        reached (the overrun is the latest one's), or its Done. A poll reads one message per
+        worker, so under load a detector that allocated right after a quick one had its
+        overrun blamed on the quick one, which was then disabled for the run."""
+        try:
+            while conn.poll():
+                message = conn.recv()
+                if not isinstance(message, str):
+                    return message
+                worker.stage = message
+        except (EOFError, OSError):  # it died meanwhile: blamed on the stage it last reached
+            pass
+        return None
 
     def _dead(self, worker: _Worker) -> Overrun:
         worker.process.join(timeout=5)
