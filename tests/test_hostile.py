@@ -85,6 +85,27 @@ def test_a_hanging_and_an_allocating_plugin_cost_only_their_own_verdicts(tmp_pat
     assert any("test-hangs disabled" in m for m in heard)
 
 
+def test_an_overrun_is_blamed_on_the_latest_stage_the_worker_reached():
+    # The stages a worker sent that the scan has not read yet decide the blame: a quick
+    # detector must not be disabled for the one that allocated right after it.
+    from multiprocessing import Pipe
+    from types import SimpleNamespace
+
+    from scanner.work import Done
+    from scanner.workers import WorkerPool
+
+    ours, theirs = Pipe()
+    worker = SimpleNamespace(stage="test-red")
+    theirs.send("test-hangs")
+    theirs.send("test-allocates")
+    assert WorkerPool._settle(ours, worker) is None and worker.stage == "test-allocates"
+    theirs.send("test-last")
+    theirs.send(Done())
+    assert isinstance(WorkerPool._settle(ours, worker), Done) and worker.stage == "test-last"
+    theirs.close()
+    assert WorkerPool._settle(ours, worker) is None  # a worker that died meanwhile
+
+
 def test_sigterm_stops_a_scan_within_seconds_and_keeps_what_is_done(tmp_path, registry, db_url):
     folder = photos(tmp_path / "in", 2)
     (folder / "zz-bomb.jpg").write_bytes(scan_bomb(repeats=20000))  # a minute of decoding
