@@ -213,7 +213,11 @@ def ela_difference(rgb: Image.Image, quality: int) -> Image.Image:
     buffer.seek(0)
     resaved = Image.open(buffer)
     resaved.load()
-    return ImageChops.difference(rgb, resaved)
+    difference = ImageChops.difference(rgb, resaved)
+    # A map of differences, not a photo: none of the photo's metadata goes with it (its RGB
+    # ICC profile had been written into the stored grey PNGs, where PNG allows none).
+    difference.info = {}
+    return difference
 
 
 def brighten(diff: Image.Image, max_diff: int | None = None) -> tuple[Image.Image, int]:

@@ -77,9 +77,6 @@ def describe(sample: Sample, settings: Settings) -> tuple[ImageRecord, ElaRecord
         return image, None
     difference = sample.ela_grey_difference() if settings.ela_grey else sample.ela_difference()
     shown = scale_difference(difference, ELA_SCALE)
-    # A map of differences, not a photo: none of the photo's metadata goes with it (its RGB
-    # ICC profile had been written into grey PNGs, where the PNG format allows none).
-    shown.info = {}
     png = to_png(shown, settings.ela_max_side)
     shrink = min(1.0, settings.ela_max_side / max(shown.size))
     return image, ElaRecord(

@@ -77,12 +77,17 @@ def luma_plane(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
     return luma, table
 
 
+def _blocks(luma: np.ndarray) -> np.ndarray:
+    """Every whole 8x8 block of `luma` (uint8, on the file's grid) minus 128, as (block rows,
+    block columns, 8, 8) floats."""
+    rows, cols = luma.shape[0] // 8, luma.shape[1] // 8
+    return luma[: rows * 8, : cols * 8].reshape(rows, 8, cols, 8).transpose(0, 2, 1, 3) - 128.0
+
+
 def block_coefficients(luma: np.ndarray, table: np.ndarray) -> np.ndarray:
     """The quantised DCT coefficients of every whole 8x8 block of `luma` (uint8, on the file's
     grid), as (block rows, block columns, 8, 8) integers."""
-    rows, cols = luma.shape[0] // 8, luma.shape[1] // 8
-    blocks = luma[: rows * 8, : cols * 8].reshape(rows, 8, cols, 8).transpose(0, 2, 1, 3) - 128.0
-    return np.rint((DCT @ blocks @ DCT.T) / table).astype(np.int32)
+    return np.rint((DCT @ _blocks(luma) @ DCT.T) / table).astype(np.int32)
 
 
 # Each position's 8x8 basis as a column: a block's coefficient there is its 64 pixels (minus
@@ -102,8 +107,8 @@ def luma_coefficients(data: bytes) -> np.ndarray | None:
     # Whole rows of blocks, evenly spaced, before any float copy: a 12-megapixel photo then
     # costs a tenth of its size in memory and time here.
     step = max(1, rows * cols // MAX_BLOCKS + 1)
-    strips = luma[: rows * 8, : cols * 8].reshape(rows, 8, cols, 8)[::step]
-    blocks = strips.transpose(0, 2, 1, 3).reshape(-1, 64) - 128.0
+    strips = luma[: rows * 8].reshape(rows, 8, -1)[::step].reshape(-1, luma.shape[1])
+    blocks = _blocks(strips).reshape(-1, 64)
     # Only the positions the histograms read: one (blocks x 64) by (64 x 8) product, where
     # the whole 8x8 transform of every block (block_coefficients) cost 2-3 times as long
     # (40,000 blocks of a camera photo: 4-6 ms against 12-14).
