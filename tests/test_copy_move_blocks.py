@@ -14,7 +14,13 @@ from PIL import Image, ImageDraw, ImageFont
 
 from scanner.imaging import Sample, decode
 from scanner_plugins.copy_move import CopyMove
-from scanner_plugins.copy_move.blocks import MIN_BLOCKS, vote_peaks
+from scanner_plugins.copy_move.blocks import (
+    COEFFICIENTS,
+    MIN_BLOCKS,
+    _keys,
+    _stable_argsort,
+    vote_peaks,
+)
 from scanner_plugins.copy_move.matching import block_pairs, work_copy
 
 SIZE = (384, 256)  # CASIA's
@@ -130,3 +136,16 @@ def test_a_screenshot_of_a_table_is_not_a_copy(size, quality):
     detector = CopyMove()
     detector.load()
     assert detector.predict([Sample("x", "", data, rgb, fmt)])[0].label == "real"
+
+
+def test_block_keys_sort_as_their_coefficients_do():
+    """The 64-bit keys order blocks as their quantised coefficients, first one first, and
+    the radix sort keeps ties in raster order, as numpy's stable sort does (the order sets
+    which lookalike blocks are compared)."""
+    rng = np.random.default_rng(3)
+    levels = rng.integers(0, 4, (COEFFICIENTS, 5000)).astype(np.uint8)  # many ties
+    levels[0, :10] = 255
+    keys = _keys(levels)
+    lexicographic = np.lexsort(levels[::-1])  # np.lexsort: its last row sorts first
+    assert np.array_equal(np.argsort(keys, kind="stable"), lexicographic)
+    assert np.array_equal(_stable_argsort(keys), lexicographic)

@@ -48,11 +48,15 @@ DCT_ROWS = _dct_rows()
 def _stable_argsort(keys: np.ndarray) -> np.ndarray:
     """np.argsort(keys, kind="stable") of uint64 keys, as four stable passes over 16 bits each
     (least significant first), where numpy sorts by radix: the same order, 2-3x faster than
-    its merge sort of 64-bit keys (a 768 px copy has up to 400,000 textured blocks)."""
-    order = np.argsort((keys & np.uint64(0xFFFF)).astype(np.uint16), kind="stable")
-    for shift in (16, 32, 48):
-        digit = ((keys[order] >> np.uint64(shift)) & np.uint64(0xFFFF)).astype(np.uint16)
-        order = order[np.argsort(digit, kind="stable")]
+    its merge sort of 64-bit keys (a 768 px copy has up to 400,000 textured blocks). Each pass
+    gathers only its own 16-bit digits, not the 64-bit keys (a third less time)."""
+    digits = keys.view(np.uint16).reshape(-1, 4)  # least significant first (little-endian)
+    if not np.little_endian:
+        digits = digits[:, ::-1]
+    order = np.argsort(digits[:, 0], kind="stable")
+    for column in (1, 2, 3):
+        digit = np.ascontiguousarray(digits[:, column])
+        order = order[np.argsort(digit[order], kind="stable")]
     return order
 
 
@@ -76,25 +80,33 @@ def shared_offsets(grey: np.ndarray, min_offset: float) -> list[tuple[np.ndarray
         return []
     top, left = np.divmod(textured, cols)
     at = top * w + left  # the same blocks in the filtered images, which are h x w
-    values = np.empty((len(textured), COEFFICIENTS), np.float32)
-    # One 64-bit key per block (8 quantised coefficients of 8 bits each): sorting the keys
-    # is the lexicographic sort of the coefficients, several times faster than np.lexsort.
-    keys = np.zeros(len(textured), np.uint64)
-    for column, (u, v) in enumerate(ZIGZAG[:COEFFICIENTS]):
+    # One 64-bit key per block (8 quantised coefficients of 8 bits each, the first the most
+    # significant): sorting the keys is the lexicographic sort of the coefficients, several
+    # times faster than np.lexsort. The coefficients are kept one row each (each gathered and
+    # quantised whole: a third less time than a column per coefficient).
+    values = np.empty((COEFFICIENTS, len(textured)), np.float32)
+    coefficient = np.empty((h, w), np.float32)
+    for row, (u, v) in enumerate(ZIGZAG[:COEFFICIENTS]):
         # Each 2-D DCT basis is the outer product of two rows: two 1-D passes, not 256 taps.
-        coefficient = cv2.sepFilter2D(
-            image, -1, DCT_ROWS[v], DCT_ROWS[u], anchor=(0, 0), borderType=cv2.BORDER_CONSTANT
+        cv2.sepFilter2D(
+            image,
+            -1,
+            DCT_ROWS[v],
+            DCT_ROWS[u],
+            dst=coefficient,
+            anchor=(0, 0),
+            borderType=cv2.BORDER_CONSTANT,
         )
-        values[:, column] = coefficient.ravel()[at]
-        level = np.clip(np.round(values[:, column] / STEP) + 128, 0, 255).astype(np.uint64)
-        keys = (keys << np.uint64(8)) | level
+        np.take(coefficient.ravel(), at, out=values[row])
+    levels = np.round(values / np.float32(STEP))
+    keys = _keys(np.clip(levels + 128, 0, 255, out=levels).astype(np.uint8))
     order = _stable_argsort(keys)
     keys = keys[order]
     corners = np.stack([left, top], axis=1)
     offsets, copies = [], []
     for k in range(1, NEIGHBOURS + 1):
         same = np.flatnonzero(keys[:-k] == keys[k:])  # few: compare their values only
-        near = np.abs(values[order[same]] - values[order[same + k]]).max(axis=1) <= STEP
+        near = np.abs(values[:, order[same]] - values[:, order[same + k]]).max(axis=0) <= STEP
         alike = same[near]
         first, second = corners[order[alike]], corners[order[alike + k]]
         offset = second - first
@@ -116,6 +128,13 @@ def shared_offsets(grey: np.ndarray, min_offset: float) -> list[tuple[np.ndarray
         near = (np.abs(offset[:, 0] - (x - w)) <= 1) & (np.abs(offset[:, 1] - (y - h)) <= 1)
         found.append((np.array([x - w, y - h]), copy[near]))
     return found
+
+
+def _keys(levels: np.ndarray) -> np.ndarray:
+    """One uint64 per column of `levels` (COEFFICIENTS x n uint8), its first row the most
+    significant byte: the bytes laid out as the machine stores a uint64 and viewed as one."""
+    rows = levels[::-1] if np.little_endian else levels
+    return np.ascontiguousarray(rows.T).view(np.uint64).ravel()
 
 
 def vote_peaks(votes: np.ndarray) -> list[tuple[int, int]]:
