@@ -143,6 +143,13 @@ class OffByDefault(Redness):
     enabled_by_default = False
 
 
+class OffAndBroken(FailsToLoad):
+    """Off by default, and its model is missing: a scan of the default set must not read it."""
+
+    name = "test-off-broken"
+    enabled_by_default = False
+
+
 class Alarm(Detector):
     """Off by default, and labels every image fake: the detector whose stored verdicts must not
     change the overall verdict unless it is named."""

@@ -218,6 +218,23 @@ def test_a_detector_off_by_default_runs_only_when_named(cli, registry, image_dir
     assert json.loads(asked.stdout)["flagged"] == {"test-off": 1}
 
 
+def test_a_scan_of_the_default_set_does_not_load_the_detectors_that_are_off(
+    cli, registry, image_dir
+):
+    """Their models are not read (a default scan had loaded every installed model): one whose
+    model is missing raises no warning in such a scan; `scanner detectors` and a scan that
+    names it still report it."""
+    registry.add("test-off-broken", "sample_detectors:OffAndBroken")
+    unasked = cli("scan", image_dir)
+    assert "test-off-broken skipped" not in unasked.stderr
+    assert "off by default" in unasked.stderr and "test-off-broken" in unasked.stderr
+    rows = {r["name"]: r for r in json.loads(cli("detectors", "--format", "json").stdout)}
+    assert rows["test-off-broken"]["status"] == "failed"
+    assert "model.onnx is missing" in rows["test-off-broken"]["error"]
+    named = cli("scan", image_dir, "-d", "test-off-broken", "-d", "test-red")
+    assert "test-off-broken skipped" in named.stderr and "model.onnx is missing" in named.stderr
+
+
 def test_adding_a_detector_keeps_the_others_flags_in_the_summary(cli, registry, image_dir):
     """A second scan that adds a detector runs only that one on pictures already judged; the
     summary still counts what the others found in them (stored), not zero."""

@@ -184,21 +184,20 @@ def _say(level: str, message: str) -> None:
 def _load_detectors(only: list[str] | None, say=_say):
     """The detectors to run: those named, else those on by default. `say(level, message)`
     hears of broken plugins and of what is off (the daemon passes its logger)."""
-    plugins = discover(only)
+    # The default set: detectors off by default are not loaded (their models are not read).
+    plugins = discover(only, default_set=only is None)
     missing = sorted(set(only or ()) - {p.name for p in plugins})
     if missing:
         raise typer.BadParameter(
             f"no installed detector named {', '.join(missing)}", param_hint="--detector"
         )
     for plugin in plugins:
-        if not plugin.loaded:
+        if not plugin.loaded and not plugin.off_by_default:
             say("warning", f"detector {plugin.name} skipped: {plugin.error}")
     detectors = [p.detector for p in plugins if p.loaded]
-    if only is None:
-        off = [d.name for d in detectors if not d.enabled_by_default]
-        detectors = [d for d in detectors if d.enabled_by_default]
-        if off:
-            say("note", f"off by default (see their model cards), enable with -d: {', '.join(off)}")
+    off = [p.name for p in plugins if p.off_by_default]
+    if off:
+        say("note", f"off by default (see their model cards), enable with -d: {', '.join(off)}")
     if not detectors:
         say(
             "warning",
