@@ -113,9 +113,11 @@ def load_pretrained(model: keras.Model, state: dict[str, np.ndarray]) -> int:
 def from_imagenet(model: keras.Model, state: dict[str, np.ndarray], frozen_blocks: int) -> int:
     """Fill `model` with the ImageNet weights in `state` and freeze what fine-tuning keeps:
     batch norm everywhere (batches of 16 are too small to re-estimate its statistics), the stem
-    and the first `frozen_blocks` blocks. Returns how many layers were filled."""
+    and the first `frozen_blocks` blocks (-1: not even the stem). Returns how many layers were
+    filled."""
     filled = load_pretrained(model, state)
-    early = ("_conv_stem", "_bn0") + tuple(f"_blocks.{i}." for i in range(frozen_blocks))
+    early = ("_conv_stem", "_bn0") if frozen_blocks >= 0 else ()
+    early += tuple(f"_blocks.{i}." for i in range(frozen_blocks))
     for layer in model.layers:
         if isinstance(layer, layers.BatchNormalization) or layer.name.startswith(early):
             layer.trainable = False

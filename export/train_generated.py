@@ -39,7 +39,7 @@ from keras import layers
 from PIL import Image, ImageFilter
 
 from export import data
-from export.efficientnet import from_imagenet, head, stages, trunk
+from export.efficientnet import MEAN, from_imagenet, head, stages, trunk
 from export.onnx_export import load_weights, ship
 from export.simulated_generator import simulated_pair
 from export.torch_legacy import efficientnet_lite0
@@ -54,9 +54,29 @@ LEARNING_RATE = 2e-4
 OUT = Path(generated.__file__).parent
 
 
-def build() -> keras.Model:
+# NPR's residuals (below) have a standard deviation of about 14 grey levels on the training
+# pictures after their treatment, where the network's usual input, (x - 127) / 128, has 0.52:
+# this gain gives the ImageNet stem inputs of the scale it was trained on (measured on 200
+# training pictures before any NPR run).
+NPR_GAIN = 5.0
+
+
+class NeighbourResidual(layers.Layer):
+    """NPR (Tan et al., CVPR 2024, "Rethinking the up-sampling operations in CNN-based
+    generative network for generalizable deepfake detection"): each pixel minus the top-left
+    pixel of its 2x2 cell. Generators make their pictures by up-sampling, which ties
+    neighbouring pixels together; the residual keeps those ties and removes what the picture
+    shows. Returned around the trunk's mean, scaled by NPR_GAIN, as the trunk's 0..255 input."""
+
+    def call(self, x):
+        anchor = keras.ops.repeat(keras.ops.repeat(x[:, ::2, ::2, :], 2, axis=1), 2, axis=2)
+        return (x - anchor) * NPR_GAIN + MEAN
+
+
+def build(npr: bool = False) -> keras.Model:
     inputs = keras.Input((SIDE, SIDE, 3), name="input")
-    pooled = layers.GlobalAveragePooling2D()(head(trunk(inputs)))
+    x = NeighbourResidual(name="npr")(inputs) if npr else inputs
+    pooled = layers.GlobalAveragePooling2D()(head(trunk(x)))
     pooled = layers.Dropout(0.3)(pooled)
     score = layers.Dense(1, activation="sigmoid", name="score")(pooled)
     return keras.Model(inputs, score, name="generated")
@@ -77,21 +97,24 @@ def build_patches(stage: int) -> tuple[keras.Model, keras.Model]:
     return keras.Model(inputs, patches), keras.Model(inputs, score, name="generated")
 
 
-def pretrained(stage: int | None = None) -> tuple[keras.Model, keras.Model]:
-    """(model to fit, model to ship): the same model unless patches are scored (`stage`)."""
+def pretrained(stage: int | None = None, npr: bool = False) -> tuple[keras.Model, keras.Model]:
+    """(model to fit, model to ship): the same model unless patches are scored (`stage`).
+    With `npr` the stem and block 0 are trained too: their ImageNet filters were made for
+    pictures, not for residuals."""
     if stage is None:
-        model = fitted = build()
+        model = fitted = build(npr)
     else:
         fitted, model = build_patches(stage)
-    filled = from_imagenet(fitted, efficientnet_lite0(), FROZEN_BLOCKS)
+    filled = from_imagenet(fitted, efficientnet_lite0(), -1 if npr else FROZEN_BLOCKS)
     print(f"EfficientNet-Lite0 ImageNet weights: {filled} layers filled", flush=True)
     return fitted, model
 
 
 def shipped(folder: Path = OUT) -> keras.Model:
     """The Keras model of a detector folder, built as its model.json says, with its weights."""
-    stage = json.loads((folder / "model.json").read_text()).get("stage")
-    model = build() if stage is None else build_patches(stage)[1]
+    meta = json.loads((folder / "model.json").read_text())
+    stage = meta.get("stage")
+    model = build(meta.get("npr", False)) if stage is None else build_patches(stage)[1]
     return load_weights(model, folder / "weights.npz")
 
 
@@ -233,6 +256,11 @@ def main(argv=None) -> None:
         "upsamplers' traces carry over to real generators)",
     )
     parser.add_argument(
+        "--npr",
+        action="store_true",
+        help="the network sees NPR residuals (each pixel minus its 2x2 cell's first), not RGB",
+    )
+    parser.add_argument(
         "--calibrate-only",
         action="store_true",
         help="keep the weights in --out (weights.npz) and choose the threshold again",
@@ -270,7 +298,7 @@ def main(argv=None) -> None:
         weights = face_balance([i for i, _ in train])
         print(f"face balance: weights {weights.min():.2f}-{weights.max():.2f}", flush=True)
 
-    fitted, model = pretrained(args.stage)
+    fitted, model = pretrained(args.stage, args.npr)
     # Simulated pairs (--simulated) add about two pictures per real one shown remade.
     simulated = round(2 * args.simulated * (len(labels) - labels.sum()))
     shown = simulated if args.simulated_only else len(train) + simulated
@@ -325,6 +353,7 @@ def recipe(args) -> dict:
     out["face_balance"] = not args.no_face_balance
     optional = {"blur": (args.blur, BLUR_SHARE), "face_blur": (args.face_blur, None)}
     optional |= {"simulated": (args.simulated, 0.0), "stage": (args.stage, None)}
+    optional |= {"npr": (args.npr, False)}
     return out | {key: value for key, (value, default) in optional.items() if value != default}
 
 
@@ -337,6 +366,7 @@ RECIPE_KEYS = (
     "face_blur",
     "simulated",
     "stage",
+    "npr",
 )
 
 

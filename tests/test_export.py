@@ -111,6 +111,24 @@ def test_a_patch_classifier_scores_a_picture_by_the_mean_of_its_patches():
     assert not fitted.get_layer("_conv_stem").trainable
 
 
+def test_npr_input_is_each_pixel_minus_its_cells_first_and_exports_with_parity(tmp_path):
+    """`train_generated --npr` (the card's residual runs): the network sees each pixel minus
+    the top-left pixel of its 2x2 cell, scaled around the trunk's mean, in the ONNX graph too;
+    its stem is trained."""
+    from export.efficientnet import MEAN
+    from export.onnx_export import to_onnx
+    from export.train_generated import NPR_GAIN, NeighbourResidual, pretrained
+
+    pictures = np.random.default_rng(1).uniform(0, 255, (2, 224, 224, 3)).astype(np.float32)
+    rows, cols = np.arange(224) // 2 * 2, np.arange(224) // 2 * 2
+    anchors = pictures[:, rows][:, :, cols]
+    expected = (pictures - anchors) * NPR_GAIN + MEAN
+    assert np.allclose(NeighbourResidual()(pictures).numpy(), expected, atol=1e-3)
+    fitted, model = pretrained(npr=True)
+    assert fitted.get_layer("_conv_stem").trainable
+    assert check_parity(model, to_onnx(model, tmp_path / "npr.onnx"), pictures) <= PARITY_TOLERANCE
+
+
 def test_generated_faces_weigh_as_much_as_real_faces_in_training():
     """`train_generated`'s face balance (the default since generated 1.1.0): without StyleGAN2's
     fakes the few generated faces left (StarGAN, deepfake) are weighted up to the real faces'
