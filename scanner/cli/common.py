@@ -37,6 +37,10 @@ DbOption = Annotated[
 FormatOption = Annotated[
     Format, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)
 ]
+LimitOption = Annotated[
+    int | None,
+    typer.Option(min=1, metavar="N", help="At most this many rows.", show_default=False),
+]
 DetectorsOption = Annotated[
     list[str] | None,
     typer.Option(

@@ -18,6 +18,7 @@ from scanner.cli.common import (
     DbOption,
     FormatOption,
     InUseOption,
+    LimitOption,
     _fail,
     _in_use,
     _open,
@@ -109,10 +110,7 @@ def results(
             show_default=False,
         ),
     ] = None,
-    limit: Annotated[
-        int | None,
-        typer.Option(min=1, metavar="N", help="At most this many rows.", show_default=False),
-    ] = None,
+    limit: LimitOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """List scanned files: path, overall verdict, highest score, who flagged it, errors.
@@ -325,10 +323,7 @@ def errors(
             show_default=False,
         ),
     ] = None,
-    limit: Annotated[
-        int | None,
-        typer.Option(min=1, metavar="N", help="At most this many rows.", show_default=False),
-    ] = None,
+    limit: LimitOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """List files that could not be scanned, and detector failures, with the reason.
