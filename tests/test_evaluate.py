@@ -10,6 +10,7 @@ from scanner.evaluate import (
     Metrics,
     evaluate,
     labelled_files,
+    rate_interval,
     roc_auc,
     roc_auc_interval,
     tpr_at_fpr,
@@ -54,6 +55,26 @@ def test_the_auc_interval_is_delongs_and_narrows_with_more_images():
     assert all(map(math.isnan, roc_auc_interval([0.2, 0.3], [1, 1])))
     m = Metrics.compute(scores, labels, threshold=0.5)
     assert (m.roc_auc_low, m.roc_auc_high) == pytest.approx((auc - half, auc + half))
+
+
+def test_rate_intervals_are_wilsons_and_cover_the_true_rate():
+    """Wilson's score interval against values computed by hand (Newcombe 1998's table gives
+    0.2366-0.7634 for 5 of 10), its bounds at 0 and n, and its coverage."""
+    assert rate_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    low, high = rate_interval(0, 92)  # "none of 92 real photos flagged"
+    assert low == 0.0 and high == pytest.approx(1.96**2 / (92 + 1.96**2))
+    assert rate_interval(10, 10)[1] == 1.0 and rate_interval(10, 10)[0] > 0.7
+    assert all(map(math.isnan, rate_interval(0, 0)))
+    rng = np.random.default_rng(1)
+    inside = [
+        low <= 0.02 <= high
+        for low, high in (rate_interval(k, 200) for k in rng.binomial(200, 0.02, 2000))
+    ]
+    assert 0.92 <= np.mean(inside) <= 0.99
+    m = Metrics.compute([0.9, 0.8, 0.2, 0.7, 0.1, 0.0], [1, 1, 1, 0, 0, 0], threshold=0.5)
+    assert (m.tpr, m.fpr) == pytest.approx((2 / 3, 1 / 3))
+    assert (m.tpr_low, m.tpr_high) == pytest.approx(rate_interval(2, 3))
+    assert (m.fpr_low, m.fpr_high) == pytest.approx(rate_interval(1, 3))
 
 
 def test_evaluate_scans_a_labelled_folder_through_the_pipeline(tmp_path):

@@ -38,11 +38,13 @@ def evaluate(
     """Score a labelled folder with the installed detectors and print their metrics.
 
     Per detector: images per class it judged; at its threshold, the accuracy, the share of
-    fakes flagged (tpr) and of reals flagged (fpr); ROC AUC and its 95% confidence interval
-    (roc_auc_low, roc_auc_high, DeLong's: on a few dozen images it is wide); the true-positive
-    rate at 5% false-positive rate; and how many images it found not applicable. A metric
-    that needs a class it judged no image of is left empty (null in JSON). The images go
-    through the same pipeline as `scanner scan`, into a temporary database.
+    fakes flagged (tpr) and of reals flagged (fpr), each with its 95% confidence interval
+    (Wilson's: none of 50 reals flagged is an fpr of 0-7%); ROC AUC and its 95% confidence
+    interval (roc_auc_low, roc_auc_high, DeLong's: on a few dozen images it is wide); the
+    true-positive rate at 5% false-positive rate; and how many images it found not
+    applicable. A metric that needs a class it judged no image of is left empty (null in
+    JSON). The images go through the same pipeline as `scanner scan`, into a temporary
+    database.
 
     Example: scanner evaluate ../shared/data/casia1 --fake tampered --real authentic
     """
@@ -67,7 +69,11 @@ def evaluate(
             "n_real",
             "accuracy",
             "tpr",
+            "tpr_low",
+            "tpr_high",
             "fpr",
+            "fpr_low",
+            "fpr_high",
             "roc_auc",
             "roc_auc_low",
             "roc_auc_high",
