@@ -168,12 +168,12 @@ def _haar_cascade():
 
 def finder() -> None:
     """Issue 12's face-finding bar: the share of every face set's images, per class, in which
-    the scan's finder (scanner.imaging.find_faces) finds a face; how often it finds one in
+    the scan's finder (scanner.faces.find_faces) finds a face; how often it finds one in
     photos of other kinds (people appear in some: not all are false); the time per image;
     the Haar cascade it replaced, measured in the same run."""
     import time
 
-    from scanner.imaging import find_faces
+    from scanner.faces import find_faces
 
     groups = [(f"{i['set']} {'fake' if i['label'] else 'real'}", i["path"]) for i in data.faces()]
     groups += [(f"{i['set']} (photos)", i["path"]) for i in data.real_photos()]

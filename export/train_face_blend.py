@@ -42,7 +42,7 @@ from export.torch_legacy import efficientnet_lite0
 from export.training import jpeg_roundtrip, threshold_per_set
 from scanner import face_finder
 from scanner.evaluate import roc_auc
-from scanner.imaging import FACE_MIN_PROBABILITY, FACE_MIN_SIDE, FACE_SEARCH_SIDE
+from scanner.faces import FACE_MIN_PROBABILITY, FACE_MIN_SIDE, FACE_SEARCH_SIDE
 from scanner_plugins import face_blend
 from scanner_plugins.face_blend import SIDE, network_input
 

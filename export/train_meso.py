@@ -24,7 +24,8 @@ from export import data, models
 from export.onnx_export import check_parity, save_weights, to_onnx
 from export.training import best_threshold, jpeg_roundtrip
 from scanner.evaluate import roc_auc
-from scanner.imaging import crop_face, decode
+from scanner.faces import crop_face
+from scanner.imaging import decode
 
 SEED = 20261124
 OUT = Path(__file__).resolve().parent.parent / "plugins" / "mesonet"

@@ -16,7 +16,8 @@ from export import models  # noqa: E402
 from export.data import DATA, casia, faces  # noqa: E402
 from export.onnx_export import PARITY_TOLERANCE, check_parity, load_weights  # noqa: E402
 from scanner.config import Settings  # noqa: E402
-from scanner.imaging import crop_face, decode  # noqa: E402
+from scanner.faces import crop_face  # noqa: E402
+from scanner.imaging import decode  # noqa: E402
 from scanner.pipeline import Pipeline  # noqa: E402
 from scanner.store import Database, queries  # noqa: E402
 from scanner_plugins.mesonet import Meso4  # noqa: E402

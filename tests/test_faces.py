@@ -16,7 +16,8 @@ from export.training import jpeg_roundtrip
 from scanner import face_finder
 from scanner.config import Settings
 from scanner.evaluate import evaluate
-from scanner.imaging import FACE_MIN_SIDE, Sample, find_faces
+from scanner.faces import FACE_MIN_SIDE, find_faces
+from scanner.imaging import Sample
 from scanner_plugins.face_blend import FaceBlend
 
 needs_data = pytest.mark.skipif(not data.DATA.is_dir(), reason=f"needs {data.DATA}")

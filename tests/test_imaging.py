@@ -132,7 +132,8 @@ def test_largest_value_is_the_largest_in_any_band(mode):
 
 
 def test_face_crops_mode_treats_the_whole_image_as_one_face():
-    from scanner.imaging import FACE_CROP_SIDE, Sample
+    from scanner.faces import FACE_CROP_SIDE
+    from scanner.imaging import Sample
 
     rgb = photo(5, size=(300, 200))
     sample = Sample("x.jpg", "0" * 64, b"", rgb, "JPEG", face_crops=True)
@@ -142,7 +143,7 @@ def test_face_crops_mode_treats_the_whole_image_as_one_face():
 
 
 def test_no_face_in_a_landscape_and_crop_margin():
-    from scanner.imaging import crop_face, find_faces
+    from scanner.faces import crop_face, find_faces
 
     assert find_faces(photo(6, size=(640, 480))) == []
     crop = crop_face(photo(7, size=(400, 400)), (100, 100, 100, 100))

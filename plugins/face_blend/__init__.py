@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from scanner.detectors import Result
-from scanner.imaging import crop_face
+from scanner.faces import crop_face
 from scanner.onnx import OnnxDetector
 
 HERE = Path(__file__).parent
