@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -60,26 +61,24 @@ def evaluate(
         task = bar.add_task("scoring", total=len(items))
         metrics = run_evaluation(items, detectors, progress=lambda n: bar.advance(task, n))
     rows = [{"detector": name} | vars(m) for name, m in metrics.items()]
-    emit(
-        rows,
-        fmt,
-        [
-            "detector",
-            "n_fake",
-            "n_real",
-            "accuracy",
-            "tpr",
-            "tpr_low",
-            "tpr_high",
-            "fpr",
-            "fpr_low",
-            "fpr_high",
-            "roc_auc",
-            "roc_auc_low",
-            "roc_auc_high",
-            "tpr_at_5_fpr",
-            "not_applicable_fake",
-            "not_applicable_real",
-        ],
-        shorten=None,
-    )
+    if fmt is Format.table:  # each figure and its interval in one cell: 12 columns, not 18
+        rows = [row | _with_intervals(row) for row in rows]
+        columns = ["detector", "n_fake", "n_real", "accuracy", "tpr (95%)", "fpr (95%)"]
+        columns += ["roc_auc (95%)", "tpr_at_5_fpr", "not_applicable_fake", "not_applicable_real"]
+    else:
+        columns = ["detector", "n_fake", "n_real", "accuracy", "tpr", "tpr_low", "tpr_high"]
+        columns += ["fpr", "fpr_low", "fpr_high", "roc_auc", "roc_auc_low", "roc_auc_high"]
+        columns += ["tpr_at_5_fpr", "not_applicable_fake", "not_applicable_real"]
+    emit(rows, fmt, columns, shorten=None)
+
+
+def _with_intervals(row: dict) -> dict:
+    """ "0.475 (0.33-0.63)" cells for tpr, fpr and roc_auc; empty where the figure is nan."""
+    out = {}
+    for name in ("tpr", "fpr", "roc_auc"):
+        value, low, high = row[name], row[f"{name}_low"], row[f"{name}_high"]
+        text = "" if math.isnan(value) else f"{value:.3f}"
+        if text and not math.isnan(low):
+            text += f" ({low:.2f}-{high:.2f})"
+        out[f"{name} (95%)"] = text
+    return out
