@@ -42,7 +42,13 @@ from export.torch_legacy import efficientnet_lite0
 from export.training import jpeg_roundtrip, threshold_per_set
 from scanner import face_finder
 from scanner.evaluate import roc_auc
-from scanner.faces import FACE_MIN_PROBABILITY, FACE_MIN_SIDE, FACE_SEARCH_SIDE
+from scanner.faces import (
+    FACE_MIN_PROBABILITY,
+    FACE_MIN_SIDE,
+    FACE_SEARCH_SIDE,
+    aligned_face,
+    find_marked_faces,
+)
 from scanner_plugins import face_blend
 from scanner_plugins.face_blend import SIDE, network_input
 
@@ -118,6 +124,32 @@ def face_landmarks(rgb: Image.Image) -> np.ndarray | None:
     return points[0] / scale
 
 
+def aligned(images: list[Image.Image], template=None):
+    """(the faces aligned as a scan aligns them for a model trained with --aligned, at each
+    picture's own size; the landmarks of each in the aligned crop, or None) and the template:
+    the training reals' mean landmark places as shares of the side, when none is given. A
+    face MTCNN does not find stays as it is, with no landmarks."""
+    found = [find_marked_faces(rgb) for rgb in images]
+    pairs = zip(found, images, strict=True)
+    marks = [np.array(f[0][1]) / rgb.size if f else None for f, rgb in pairs]
+    if template is None:
+        template = np.mean([m for m in marks if m is not None], axis=0)
+        # Averaged with its mirror image (eyes and mouth corners swapped): training flips
+        # half the faces, and a flipped face must fit the same places.
+        mirrored = template[[1, 0, 2, 4, 3]] * [-1, 1] + [1, 0]
+        template = (template + mirrored) / 2
+    out, points = [], []
+    for rgb, m in zip(images, marks, strict=True):
+        if m is None:
+            out.append(rgb)
+            points.append(None)
+        else:
+            out.append(aligned_face(rgb, m * rgb.size, template, rgb.width))
+            points.append(template * rgb.width)
+    print(f"aligned {sum(p is not None for p in points)} of {len(images)} faces", flush=True)
+    return out, points, template
+
+
 def face_scores(model, images: list[Image.Image]) -> dict[str, np.ndarray]:
     side = model.inputs[0].shape[1]
     inputs = np.stack([network_input(i, side) for i in images])
@@ -150,6 +182,12 @@ def main(argv=None) -> None:
         help="place the self-blends' part masks at each face's MTCNN landmarks, "
         "not where a centred face crop has its parts",
     )
+    parser.add_argument(
+        "--aligned",
+        action="store_true",
+        help="every face, in training and in scans, turned and scaled so that its landmarks "
+        "fall where the training reals' fall on average (part masks placed there)",
+    )
     args = parser.parse_args(argv)
     keras.utils.set_random_seed(SEED)
     tf.config.experimental.enable_op_determinism()
@@ -168,6 +206,12 @@ def main(argv=None) -> None:
         print(f"landmarks found on {found} of {len(reals)} real faces", flush=True)
     val = [i for i in faces if i["split"] == "validation"]
     val_images = load(val)
+    template = None
+    if args.aligned:
+        reals, landmarks, template = aligned(reals)
+        generated = aligned(generated, template)[0]
+        composites = aligned(composites, template)[0] if composites else composites
+        val_images = aligned(val_images, template)[0]
     print(
         f"training: {len(reals)} real faces, {len(generated)} StyleGAN2 faces, "
         f"{len(composites)} composites",
@@ -210,7 +254,10 @@ def main(argv=None) -> None:
         )
 
     calibration = data.face_calibration()
-    scores = face_scores(model, load(calibration))
+    calibration_images = load(calibration)
+    if args.aligned:
+        calibration_images = aligned(calibration_images, template)[0]
+    scores = face_scores(model, calibration_images)
     face = np.maximum(scores["blend"], scores["generated"])
     threshold, flagged = threshold_per_set(face, [i["set"] for i in calibration])
     print(f"threshold {threshold:.4f}; calibration reals flagged: {flagged}", flush=True)
@@ -230,6 +277,7 @@ def main(argv=None) -> None:
         composites=len(composites),
         side=args.side,
         landmark_parts=args.landmark_parts,
+        **({"template": np.round(template, 5).tolist()} if args.aligned else {}),
     )
     print(f"wrote {args.out}; Keras/ONNX max difference {worst:.1e}")
 

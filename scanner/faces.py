@@ -30,14 +30,24 @@ FACE_MARGIN = 1.3  # crop side / detected box side, as the MesoNet authors crop
 FACE_CROP_SIDE = 256
 
 
+Box = tuple[int, int, int, int]  # left, top, width, height
+Points = tuple[tuple[float, float], ...]  # MTCNN's five landmarks: eyes, nose, mouth corners
+
+
 @dataclass(frozen=True)
 class Face:
-    box: tuple[int, int, int, int]  # left, top, width, height in the (EXIF-rotated) image
+    box: Box  # in the (EXIF-rotated) image
     crop: Image.Image  # FACE_CROP_SIDE square RGB
+    landmarks: Points | None = None  # in the image's pixels; None for a crop passed whole
 
 
-def find_faces(rgb: Image.Image) -> list[tuple[int, int, int, int]]:
+def find_faces(rgb: Image.Image) -> list[Box]:
     """Face boxes (left, top, width, height) in the image's pixels, largest first."""
+    return [box for box, _ in find_marked_faces(rgb)]
+
+
+def find_marked_faces(rgb: Image.Image) -> list[tuple[Box, Points]]:
+    """(box, five landmarks) of each face, in the image's pixels, largest first."""
     scale = min(1.0, FACE_SEARCH_SIDE / max(rgb.size))
     small = rgb
     if scale < 1.0:  # shrunk before anything else: a 12 MP copy alone costs 27 ms
@@ -49,17 +59,20 @@ def find_faces(rgb: Image.Image) -> list[tuple[int, int, int, int]]:
     small = small.convert("RGB")
     pad = round(FACE_SEARCH_PAD * max(small.size))
     pixels = np.pad(np.asarray(small), ((pad, pad), (pad, pad), (0, 0)), mode="edge")
-    found = face_finder.detect(pixels, max(FACE_MIN_SEARCH_SIDE, FACE_MIN_SIDE * scale))
-    boxes = []
-    for x1, y1, x2, y2, probability in found:
+    found, marks = face_finder.detect_with_landmarks(
+        pixels, max(FACE_MIN_SEARCH_SIDE, FACE_MIN_SIDE * scale)
+    )
+    faces = []
+    for (x1, y1, x2, y2, probability), points in zip(found, marks, strict=True):
         if probability < FACE_MIN_PROBABILITY:
             continue
         left, top = max(0.0, (x1 - pad) / scale), max(0.0, (y1 - pad) / scale)
         right, bottom = min(rgb.width, (x2 - pad) / scale), min(rgb.height, (y2 - pad) / scale)
         # The box can come out smaller than the pyramid was built for: too small to judge.
         if max(right - left, bottom - top) >= FACE_MIN_SIDE:
-            boxes.append((round(left), round(top), round(right - left), round(bottom - top)))
-    return sorted(boxes, key=lambda b: -b[2] * b[3])
+            box = (round(left), round(top), round(right - left), round(bottom - top))
+            faces.append((box, tuple((float(x), float(y)) for x, y in (points - pad) / scale)))
+    return sorted(faces, key=lambda face: -face[0][2] * face[0][3])
 
 
 def crop_face(
@@ -83,3 +96,57 @@ def crop_face(
             )
         )
     return rgb.resize((size, size), resample)
+
+
+def similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The 2x3 similarity transform (rotation, one scale, shift; no mirror) that brings the
+    `source` points (n, 2) closest to `target` in least squares (Umeyama 1991)."""
+    source, target = np.asarray(source, np.float64), np.asarray(target, np.float64)
+    source_mean, target_mean = source.mean(0), target.mean(0)
+    src, dst = source - source_mean, target - target_mean
+    u, sigma, vt = np.linalg.svd(dst.T @ src / len(source))
+    sign = np.array([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0])
+    rotation = u @ np.diag(sign) @ vt
+    scale = float((sigma * sign).sum() / ((src**2).sum() / len(source)))
+    shift = target_mean - scale * rotation @ source_mean
+    return np.hstack([scale * rotation, shift[:, None]])
+
+
+def aligned_face(rgb: Image.Image, landmarks: Points, template, side: int) -> Image.Image:
+    """A side x side face whose five landmarks are moved onto `template` (five points as
+    shares of the side): every face at one pose and scale. The picture is first shrunk
+    smoothly (bilinear with Pillow's antialiasing, as crop_face) to about the crop's scale, so
+    that the rotation samples no more than 2 pixels per pixel; outside the picture its edge
+    pixels repeat, as in the face search."""
+    import cv2
+
+    transform = similarity(landmarks, np.asarray(template, np.float64) * side)
+    scale = float(np.sqrt(abs(np.linalg.det(transform[:, :2]))))
+    # The part of the picture that lands in the crop, with a margin of a few output pixels.
+    inverse = cv2.invertAffineTransform(transform)
+    corners = np.array([[0, 0, 1], [side, 0, 1], [0, side, 1], [side, side, 1]], np.float64)
+    area = corners @ inverse.T
+    margin = 4 / scale
+    left, top = np.floor(area.min(0) - margin).astype(int)
+    right, bottom = np.ceil(area.max(0) + margin).astype(int)
+    left, top = max(0, left), max(0, top)
+    right, bottom = min(rgb.width, right), min(rgb.height, bottom)
+    if right <= left or bottom <= top:  # the landmarks lie outside the picture
+        return crop_face(rgb, None, side, Image.Resampling.BILINEAR)
+    region = rgb.crop((left, top, right, bottom))
+    shrink = min(1.0, 2 * scale)  # leave at most 2x for the rotation's bilinear sampling
+    if shrink < 1.0:
+        size = (max(1, round(region.width * shrink)), max(1, round(region.height * shrink)))
+        region = region.resize(size, Image.Resampling.BILINEAR)
+    # The transform from the shrunk region's pixels: undo its shrink and offset first.
+    sx, sy = region.width / (right - left), region.height / (bottom - top)
+    back = np.array([[1 / sx, 0, left], [0, 1 / sy, top], [0, 0, 1]], np.float64)
+    warp = transform @ back
+    pixels = cv2.warpAffine(
+        np.asarray(region.convert("RGB")),
+        warp,
+        (side, side),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    return Image.fromarray(pixels)

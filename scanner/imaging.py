@@ -15,7 +15,7 @@ import numpy as np
 import pillow_heif
 from PIL import Image, ImageChops, ImageFile, ImageOps, UnidentifiedImageError
 
-from scanner.faces import Face, crop_face, find_faces
+from scanner.faces import Face, crop_face, find_marked_faces
 
 # HEIC/HEIF (what iPhones write) through libheif; Pillow reads AVIF itself.
 pillow_heif.register_heif_opener()
@@ -368,7 +368,10 @@ class Sample:
             if self.face_crops:
                 self._faces = [Face((0, 0, *self.size), crop_face(self.rgb))]
             else:
-                self._faces = [Face(b, crop_face(self.rgb, b)) for b in find_faces(self.rgb)]
+                self._faces = [
+                    Face(box, crop_face(self.rgb, box), points)
+                    for box, points in find_marked_faces(self.rgb)
+                ]
         return self._faces
 
     @property

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from scanner.detectors import Result
-from scanner.faces import crop_face
+from scanner.faces import aligned_face, crop_face, find_marked_faces
 from scanner.onnx import OnnxDetector
 
 HERE = Path(__file__).parent
@@ -45,15 +45,28 @@ class FaceBlend(OnnxDetector):
         # The side the network was trained at: a blend boundary is a few pixels wide, so the
         # scale the network learnt it at is the scale it must be shown.
         self.side = int(self.meta.get("side", SIDE))
+        # A model trained on aligned faces (`train_face_blend --aligned`) names the landmark
+        # places it aligned them to (shares of the crop's side): every face it sees must be.
+        self.template = self.meta.get("template")
+
+    def face_crop(self, sample, face) -> Image.Image:
+        """The crop of `face` this network was trained on: aligned by its landmarks when the
+        model was (found in the crop itself when it is passed whole), else the box's square."""
+        if self.template is not None:
+            landmarks = face.landmarks
+            if landmarks is None:  # --face-crops: the picture is the face
+                found = find_marked_faces(sample.rgb)
+                landmarks = found[0][1] if found else None
+            if landmarks is not None:
+                return aligned_face(sample.rgb, landmarks, self.template, self.side)
+        # Its own crop, smoothly resized: the nearest-neighbour crop MesoNet is fed would add
+        # jagged edges of its own to the blend boundary this network looks for.
+        return crop_face(sample.rgb, face.box, self.side, Image.Resampling.BILINEAR)
 
     def predict(self, batch):
         faces = [sample.faces() for sample in batch]
-        # Its own crop, smoothly resized: the nearest-neighbour crop MesoNet is fed would add
-        # jagged edges of its own to the blend boundary this network looks for.
         crops = [
-            network_input(
-                crop_face(sample.rgb, face.box, self.side, Image.Resampling.BILINEAR), self.side
-            )
+            network_input(self.face_crop(sample, face), self.side)
             for sample, found in zip(batch, faces, strict=True)
             for face in found
         ]
