@@ -40,9 +40,10 @@ def view(rgb: Image.Image) -> Image.Image:
     return rgb.resize(size, Image.Resampling.LANCZOS, reducing_gap=1.0)
 
 
-def crops(rgb: Image.Image) -> list[np.ndarray]:
-    """CROPS (SIDE, SIDE, 3) float32 RGB 0..255 crops along the view's longer side, centred
-    across the shorter; none when the picture is smaller than SIDE either way."""
+def crops(rgb: Image.Image, count: int = CROPS, mirror: bool = False) -> list[np.ndarray]:
+    """`count` (SIDE, SIDE, 3) float32 RGB 0..255 crops along the view's longer side, centred
+    across the shorter (each followed by its mirror image with `mirror`); none when the
+    picture is smaller than SIDE either way."""
     rgb = view(rgb)
     if min(rgb.size) < SIDE:
         return []
@@ -50,10 +51,12 @@ def crops(rgb: Image.Image) -> list[np.ndarray]:
     along = max(width, height) - SIDE
     across = (min(width, height) - SIDE) // 2
     out = []
-    for step in np.linspace(0, along, CROPS).round().astype(int):
+    for step in np.linspace(0, along, count).round().astype(int):
         left, top = (step, across) if width >= height else (across, step)
         box = (int(left), int(top), int(left) + SIDE, int(top) + SIDE)
         out.append(np.asarray(rgb.crop(box), dtype=np.float32))
+        if mirror:
+            out.append(out[-1][:, ::-1])
     return out
 
 
@@ -72,8 +75,16 @@ class Generated(OnnxDetector):
     # name: scanner scan -d generated.
     enabled_by_default = False
 
+    def load(self) -> None:
+        super().load()
+        # Test-time views, when model.json asks for other than the default (an experiment:
+        # MODEL_CARD.md, "Test-time views").
+        self.count = int(self.meta.get("crops", CROPS))
+        self.mirror = bool(self.meta.get("mirror", False))
+
     def predict(self, batch):
-        per_image = [crops(sample.rgb) for sample in batch]
+        count, mirror = getattr(self, "count", CROPS), getattr(self, "mirror", False)
+        per_image = [crops(sample.rgb, count, mirror) for sample in batch]
         stacked = [c for found in per_image for c in found]
         scores = iter(self.model.run(np.stack(stacked))[0][:, 0] if stacked else [])
         results = []
