@@ -77,7 +77,7 @@ def find_marked_faces(rgb: Image.Image) -> list[tuple[Box, Points]]:
 
 def crop_face(
     rgb: Image.Image,
-    box: tuple[int, int, int, int] | None = None,
+    box: Box | None = None,
     size: int = FACE_CROP_SIDE,
     resample: Image.Resampling = Image.Resampling.NEAREST,
 ) -> Image.Image:
