@@ -8,9 +8,9 @@ import logging
 import sys
 from datetime import datetime, timezone
 
+from scanner.outcomes import FileOutcome
 from scanner.output import printable
 from scanner.paths import to_text
-from scanner.pipeline import FileOutcome
 
 # ScanStats counter names as the words a log line uses.
 WORDS = {

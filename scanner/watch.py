@@ -25,7 +25,8 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from scanner.files import iter_files
-from scanner.pipeline import Pipeline, ScanStats
+from scanner.outcomes import ScanStats
+from scanner.pipeline import Pipeline
 from scanner.store import Database, DatabaseError
 from scanner.store.database import utcnow
 

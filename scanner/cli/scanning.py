@@ -29,8 +29,8 @@ from scanner.cli.common import (
     set_reporter,
 )
 from scanner.logs import WORDS, LogFormat, log_outcome, setup_logging
+from scanner.outcomes import FileOutcome, ScanStats
 from scanner.output import dumps, printable
-from scanner.pipeline import FileOutcome, ScanStats
 from scanner.store import DatabaseError
 from scanner.watch import Watcher
 
