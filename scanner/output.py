@@ -82,6 +82,20 @@ def display_path(path: str) -> str:
     return printable(from_text(path))
 
 
+def score_and_threshold(row: dict) -> dict:
+    """`row` with its score and threshold as text for a table, with as many decimals (4 to 8)
+    as it takes to tell them apart: a score just under its threshold must not print as the
+    same number (copy-move's score without a copy is under its threshold by less than 1e-6).
+    Equal ones (a score at the threshold is fake) keep 4."""
+    score, threshold = row.get("score"), row.get("threshold")
+    if not isinstance(score, float) or not isinstance(threshold, float):
+        return row
+    places = 4
+    while score != threshold and places < 8 and f"{score:.{places}f}" == f"{threshold:.{places}f}":
+        places += 1
+    return row | {"score": f"{score:.{places}f}", "threshold": f"{threshold:.{places}f}"}
+
+
 def _csv_cell(value) -> str:
     """A CSV cell that a spreadsheet reads as text: a leading =, +, -, @ (a formula) is quoted
     with an apostrophe, as OWASP advises."""

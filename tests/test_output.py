@@ -5,7 +5,14 @@ import json
 import re
 import sys
 
-from scanner.output import Format, display_path, emit, middle_ellipsis, printable
+from scanner.output import (
+    Format,
+    display_path,
+    emit,
+    middle_ellipsis,
+    printable,
+    score_and_threshold,
+)
 from scanner.paths import to_text
 
 
@@ -45,3 +52,18 @@ def test_json_is_strict_and_paths_that_are_not_utf8_display(capsys):
 def test_a_csv_cell_that_looks_like_a_formula_is_text(capsys):
     emit([{"path": "=HYPERLINK(1)", "score": -0.5}], Format.csv, ["path", "score"])
     assert capsys.readouterr().out.splitlines()[1] == "'=HYPERLINK(1),-0.5000"
+
+
+def test_a_score_just_under_its_threshold_does_not_print_as_the_threshold():
+    # copy-move without a copy: sigmoid(bias) against the threshold rounded up to 1e-6.
+    row = score_and_threshold({"score": 0.12265590, "threshold": 0.122656, "label": "real"})
+    assert (row["score"], row["threshold"]) == ("0.1226559", "0.1226560")
+    assert score_and_threshold({"score": 0.4, "threshold": 0.4}) == {
+        "score": "0.4000",
+        "threshold": "0.4000",
+    }
+    assert score_and_threshold({"score": 0.93, "threshold": 0.5})["score"] == "0.9300"
+    assert score_and_threshold({"score": None, "threshold": None}) == {
+        "score": None,
+        "threshold": None,
+    }

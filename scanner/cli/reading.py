@@ -25,7 +25,7 @@ from scanner.cli.common import (
     app,
 )
 from scanner.detectors import LABELS, discover
-from scanner.output import Format, display_path, dumps, emit, printable
+from scanner.output import Format, display_path, dumps, emit, printable, score_and_threshold
 from scanner.pipeline import gone_from_this_host
 from scanner.store import queries
 from scanner.store.database import iso, utcnow
@@ -134,6 +134,8 @@ def results(
     if per_detector or label:
         rows = queries.verdicts(database, where, detectors=in_use, in_use=in_use)
         columns = ["path", "detector", "label", "score", "threshold", "reason", "overall"]
+        if fmt is Format.table:
+            rows = [score_and_threshold(row) for row in rows]
         emit(rows, fmt, columns)
         return
     rows = queries.images(database, where, in_use)
@@ -267,7 +269,8 @@ def show(
     checked = ", ".join(overall.checked_by) or "no detector could judge it"
     typer.echo(f"Overall: {overall.label}{score}{by}; checked by: {checked}")
     columns = ["detector", "label", "score", "threshold", "reason", "detector_version", "seconds"]
-    emit(shown, Format.table, [*columns, "in_use"] if all_verdicts else columns, shorten=None)
+    table = [score_and_threshold(row) for row in shown]
+    emit(table, Format.table, [*columns, "in_use"] if all_verdicts else columns, shorten=None)
     if hidden:
         typer.echo(f"({hidden} stored verdicts of detectors not in use: --all lists them)")
     for verdict in shown:
