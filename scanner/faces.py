@@ -120,8 +120,13 @@ def aligned_face(rgb: Image.Image, landmarks: Points, template, side: int) -> Im
     pixels repeat, as in the face search."""
     import cv2
 
-    transform = similarity(landmarks, np.asarray(template, np.float64) * side)
-    scale = float(np.sqrt(abs(np.linalg.det(transform[:, :2]))))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        transform = similarity(landmarks, np.asarray(template, np.float64) * side)
+    scale = (
+        float(np.sqrt(abs(np.linalg.det(transform[:, :2])))) if np.isfinite(transform).all() else 0
+    )
+    if not 1e-4 < scale < 1e4:  # landmarks all at one point: nothing to align by
+        return crop_face(rgb, None, side, Image.Resampling.BILINEAR)
     # The part of the picture that lands in the crop, with a margin of a few output pixels.
     inverse = cv2.invertAffineTransform(transform)
     corners = np.array([[0, 0, 1], [side, 0, 1], [0, side, 1], [side, side, 1]], np.float64)

@@ -151,6 +151,9 @@ def test_the_similarity_fit_recovers_a_known_turn_scale_and_shift():
         ]
     )
     assert np.allclose(similarity(points, points @ known[:, :2].T + known[:, 2]), known)
+    # Landmarks all at one point give nothing to align by: the picture itself, resized.
+    flat = aligned_face(Image.new("RGB", (50, 40)), ((10.0, 10.0),) * 5, points / 100, 32)
+    assert flat.size == (32, 32)
 
 
 @needs_data
