@@ -83,8 +83,7 @@ class Generated(OnnxDetector):
         self.mirror = bool(self.meta.get("mirror", False))
 
     def predict(self, batch):
-        count, mirror = getattr(self, "count", CROPS), getattr(self, "mirror", False)
-        per_image = [crops(sample.rgb, count, mirror) for sample in batch]
+        per_image = [crops(sample.rgb, self.count, self.mirror) for sample in batch]
         stacked = [c for found in per_image for c in found]
         scores = iter(self.model.run(np.stack(stacked))[0][:, 0] if stacked else [])
         results = []
