@@ -355,6 +355,7 @@ def test_evaluate_prints_strict_json_with_null_for_undefined_metrics(cli, tmp_pa
     # One real photo not flagged: a false-positive rate anywhere from 0 to 79%, said so.
     assert big["fpr_low"] == 0.0 and 0.7 < big["fpr_high"] < 0.8
     assert big["tpr_low"] is None and big["tpr_high"] is None
+    assert big["threshold"] == 0.5  # the rates are at the detector's own threshold, shown
 
 
 def test_hostile_names_reach_no_terminal_and_no_spreadsheet(cli, tmp_path):

@@ -38,11 +38,11 @@ def evaluate(
 ) -> None:
     """Score a labelled folder with the installed detectors and print their metrics.
 
-    Per detector: images per class it judged; at its threshold, the accuracy, the share of
-    fakes flagged (tpr) and of reals flagged (fpr), each with its 95% confidence interval
-    (Wilson's: none of 50 reals flagged is an fpr of 0-7%); ROC AUC and its 95% confidence
-    interval (roc_auc_low, roc_auc_high, DeLong's: on a few dozen images it is wide); the
-    true-positive rate at 5% false-positive rate; and how many images it found not
+    Per detector: its threshold; images per class it judged; at the threshold, the accuracy,
+    the share of fakes flagged (tpr) and of reals flagged (fpr), each with its 95% confidence
+    interval (Wilson's: none of 50 reals flagged is an fpr of 0-7%); ROC AUC and its 95%
+    confidence interval (roc_auc_low, roc_auc_high, DeLong's: on a few dozen images it is
+    wide); the true-positive rate at 5% false-positive rate; and how many images it found not
     applicable. A metric that needs a class it judged no image of is left empty (null in
     JSON). The images go through the same pipeline as `scanner scan`, into a temporary
     database.
@@ -60,13 +60,18 @@ def evaluate(
     with Progress(transient=True, console=Console(stderr=True), disable=not shown) as bar:
         task = bar.add_task("scoring", total=len(items))
         metrics = run_evaluation(items, detectors, progress=lambda n: bar.advance(task, n))
-    rows = [{"detector": name} | vars(m) for name, m in metrics.items()]
-    if fmt is Format.table:  # each figure and its interval in one cell: 12 columns, not 18
+    thresholds = {d.name: d.threshold for d in detectors}
+    rows = [
+        {"detector": name, "threshold": thresholds[name]} | vars(m) for name, m in metrics.items()
+    ]
+    if fmt is Format.table:  # each figure and its interval in one cell: 13 columns, not 19
         rows = [row | _with_intervals(row) for row in rows]
-        columns = ["detector", "n_fake", "n_real", "accuracy", "tpr (95%)", "fpr (95%)"]
+        columns = ["detector", "threshold", "n_fake", "n_real", "accuracy", "tpr (95%)"]
+        columns += ["fpr (95%)"]
         columns += ["roc_auc (95%)", "tpr_at_5_fpr", "not_applicable_fake", "not_applicable_real"]
     else:
-        columns = ["detector", "n_fake", "n_real", "accuracy", "tpr", "tpr_low", "tpr_high"]
+        columns = ["detector", "threshold", "n_fake", "n_real", "accuracy", "tpr", "tpr_low"]
+        columns += ["tpr_high"]
         columns += ["fpr", "fpr_low", "fpr_high", "roc_auc", "roc_auc_low", "roc_auc_high"]
         columns += ["tpr_at_5_fpr", "not_applicable_fake", "not_applicable_real"]
     emit(rows, fmt, columns, shorten=None)
