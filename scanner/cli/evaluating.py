@@ -64,23 +64,23 @@ def evaluate(
     rows = [
         {"detector": name, "threshold": thresholds[name]} | vars(m) for name, m in metrics.items()
     ]
+    first = ["detector", "threshold", "n_fake", "n_real", "accuracy"]
+    last = ["tpr_at_5_fpr", "not_applicable_fake", "not_applicable_real"]
     if fmt is Format.table:  # each figure and its interval in one cell: 13 columns, not 19
         rows = [row | _with_intervals(row) for row in rows]
-        columns = ["detector", "threshold", "n_fake", "n_real", "accuracy", "tpr (95%)"]
-        columns += ["fpr (95%)"]
-        columns += ["roc_auc (95%)", "tpr_at_5_fpr", "not_applicable_fake", "not_applicable_real"]
+        figures = [f"{name} (95%)" for name in INTERVALLED]
     else:
-        columns = ["detector", "threshold", "n_fake", "n_real", "accuracy", "tpr", "tpr_low"]
-        columns += ["tpr_high"]
-        columns += ["fpr", "fpr_low", "fpr_high", "roc_auc", "roc_auc_low", "roc_auc_high"]
-        columns += ["tpr_at_5_fpr", "not_applicable_fake", "not_applicable_real"]
-    emit(rows, fmt, columns, shorten=None)
+        figures = [f"{name}{end}" for name in INTERVALLED for end in ("", "_low", "_high")]
+    emit(rows, fmt, first + figures + last, shorten=None)
+
+
+INTERVALLED = ("tpr", "fpr", "roc_auc")  # the figures given with their 95% intervals
 
 
 def _with_intervals(row: dict) -> dict:
     """ "0.475 (0.33-0.63)" cells for tpr, fpr and roc_auc; empty where the figure is nan."""
     out = {}
-    for name in ("tpr", "fpr", "roc_auc"):
+    for name in INTERVALLED:
         value, low, high = row[name], row[f"{name}_low"], row[f"{name}_high"]
         text = "" if math.isnan(value) else f"{value:.3f}"
         if text and not math.isnan(low):
