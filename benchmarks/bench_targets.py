@@ -143,7 +143,7 @@ def seed_loop(paths: list[Path]) -> float:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, str(HERE.parent))  # export/ is the checkout's, not installed
     from export.models import seed_ela_cnn
-    from scanner.imaging import error_level
+    from scanner.ela import error_level
 
     model = seed_ela_cnn()
     model.predict(np.zeros((1, 128, 128, 3), np.float32), verbose=0)  # build it first

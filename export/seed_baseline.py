@@ -20,8 +20,9 @@ from PIL import Image
 from export import data
 from export.models import seed_ela_cnn
 from export.training import jpeg_roundtrip
+from scanner.ela import error_level
 from scanner.evaluate import roc_auc
-from scanner.imaging import decode, error_level
+from scanner.imaging import decode
 
 SEED = 20261124
 

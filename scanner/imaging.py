@@ -13,8 +13,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pillow_heif
-from PIL import Image, ImageChops, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from scanner.ela import (
+    brighten,
+    ela_difference,
+    grey_error_level,
+    largest_channel,
+    largest_value,
+)
 from scanner.faces import Face, crop_face, find_marked_faces
 
 # HEIC/HEIF (what iPhones write) through libheif; Pillow reads AVIF itself.
@@ -206,66 +213,6 @@ def as_rgb(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(grey.round(), 0, 255).astype(np.uint8)).convert("RGB")
 
 
-def ela_difference(rgb: Image.Image, quality: int) -> Image.Image:
-    """The raw error level: |image - image re-saved as JPEG at `quality`|, per channel."""
-    buffer = io.BytesIO()
-    rgb.save(buffer, "JPEG", quality=quality)
-    buffer.seek(0)
-    resaved = Image.open(buffer)
-    resaved.load()
-    difference = ImageChops.difference(rgb, resaved)
-    # A map of differences, not a photo: none of the photo's metadata goes with it (its RGB
-    # ICC profile had been written into the stored grey PNGs, where PNG allows none).
-    difference.info = {}
-    return difference
-
-
-def brighten(diff: Image.Image, max_diff: int | None = None) -> tuple[Image.Image, int]:
-    """The seed's ELA display: `diff` scaled by 255 / (largest difference), so the brightest
-    pixel is always 255. Returns (ELA image, largest raw difference)."""
-    if max_diff is None:
-        max_diff = largest_value(diff)
-    if max_diff == 0:
-        return diff, 0
-    scale = 255.0 / max_diff
-    lut = [min(255, int(value * scale)) for value in range(256)]
-    return diff.point(lut * 3), max_diff
-
-
-# The stored ELA image: raw difference x ELA_SCALE, clipped to 255. A fixed scale, as
-# Forensically's "error scale" (default 20) uses, so that brightness means the same in every
-# image; the seed's per-image stretch (255 / largest difference) made most ELA images nearly
-# black (one bright edge pixel sets the scale) and made clean and edited images look alike.
-ELA_SCALE = 20
-
-
-# Rows per strip in largest_channel: its three bands and their maximum exist a strip at a time.
-CHANNEL_STRIP = 512
-
-
-def largest_channel(image: Image.Image) -> Image.Image:
-    """One grey channel: per pixel, the largest of the RGB values (the stored grey ELA). Made in
-    strips of rows, so that the three bands of a huge picture (500 MB for 169 megapixels)
-    never exist whole beside the picture and its difference image."""
-    grey = Image.new("L", image.size)
-    for top in range(0, image.height, CHANNEL_STRIP):
-        box = (0, top, image.width, min(image.height, top + CHANNEL_STRIP))
-        red, green, blue = image.crop(box).split()
-        grey.paste(ImageChops.lighter(ImageChops.lighter(red, green), blue), box)
-    return grey
-
-
-def scale_difference(diff: Image.Image, scale: int = ELA_SCALE) -> Image.Image:
-    """`diff` multiplied by `scale`, clipped to 255: the ELA image people look at."""
-    lut = [min(255, value * scale) for value in range(256)]
-    return diff.point(lut * len(diff.getbands()))
-
-
-def error_level(rgb: Image.Image, quality: int) -> tuple[Image.Image, int]:
-    """Error Level Analysis as the seed computed it: (brightened ELA image, largest difference)."""
-    return brighten(ela_difference(rgb, quality))
-
-
 def shrink(image: Image.Image, max_side: int | None) -> Image.Image:
     """`image` itself when its longest side is at most `max_side`, else a shrunk copy."""
     if max_side and max(image.size) > max_side:
@@ -281,17 +228,6 @@ def to_png(image: Image.Image, max_side: int | None = None) -> bytes:
     # zlib level 1: on noisy ELA images level 6 took 0.2-0.7 s per megapixel for ~15% fewer bytes.
     image.save(buffer, "PNG", compress_level=1)
     return buffer.getvalue()
-
-
-def largest_value(image: Image.Image) -> int:
-    """The largest value in any band of an 8-bit image. One band: numpy's max over its pixels
-    (1 ms on 12 megapixels, the histogram 14 ms); more: from the histogram, one pass without
-    copying a band (half the time of getextrema's band by band on a 12-megapixel picture)."""
-    if image.mode == "L":
-        return int(np.asarray(image).max()) if image.width and image.height else 0
-    counts = np.asarray(image.histogram()).reshape(-1, 256).sum(axis=0)
-    found = np.flatnonzero(counts)
-    return int(found[-1]) if len(found) else 0
 
 
 def heatmap_png(heatmap: np.ndarray) -> bytes:
@@ -320,10 +256,12 @@ class Sample:
     ela_quality: int = 90
     # The user says every input is already a face crop: faces() is then the whole image.
     face_crops: bool = False
-    # quality -> (raw difference, its per-pixel largest channel, largest difference); the
-    # brightened image only when asked for (a full-size copy: 0.5 GB for a 169-megapixel
-    # picture).
-    _ela: dict[int, tuple[Image.Image, Image.Image, int]] = field(default_factory=dict, repr=False)
+    # quality -> the raw difference (3 bytes a pixel), made only for a detector that reads it;
+    # quality -> (its per-pixel largest channel, largest difference), which a scan stores and
+    # makes a strip at a time when no detector wants the raw one; the brightened image only
+    # when asked for (each a full-size copy: 0.5 GB for a 169-megapixel picture).
+    _raw: dict[int, Image.Image] = field(default_factory=dict, repr=False)
+    _grey: dict[int, tuple[Image.Image, int]] = field(default_factory=dict, repr=False)
     _bright: dict[int, Image.Image] = field(default_factory=dict, repr=False)
     _faces: list[Face] | None = field(default=None, repr=False)
 
@@ -331,36 +269,41 @@ class Sample:
         """The ELA image, brightened as the seed did (default quality: the scan's)."""
         quality = quality or self.ela_quality
         if quality not in self._bright:
-            raw, _, max_diff = self._error_level(quality)
-            self._bright[quality] = brighten(raw, max_diff)[0]
+            raw = self.ela_difference(quality)
+            self._bright[quality] = brighten(raw, self.ela_max_diff(quality))[0]
         return self._bright[quality]
 
     def ela_difference(self, quality: int | None = None) -> Image.Image:
         """The raw, unscaled ELA difference (absolute error levels, 0-255 per channel)."""
-        return self._error_level(quality)[0]
+        quality = quality or self.ela_quality
+        if quality not in self._raw:
+            self._raw[quality] = ela_difference(self.rgb, quality)
+        return self._raw[quality]
 
     def ela_grey_difference(self, quality: int | None = None) -> Image.Image:
         """The raw difference's largest channel per pixel (the stored grey ELA's source)."""
-        return self._error_level(quality)[1]
+        return self._grey_error_level(quality)[0]
 
     def ela_max_diff(self, quality: int | None = None) -> int:
-        return self._error_level(quality)[2]
+        return self._grey_error_level(quality)[1]
 
     def drop_ela_differences(self) -> None:
-        """Forget the full-size raw ELA differences kept for later calls (computed again if
-        asked for): before the picture leaves the process, when no detector will read them."""
-        self._ela.clear()
+        """Forget the full-size ELA differences kept for later calls (computed again if asked
+        for): before the picture leaves the process, when no detector will read them."""
+        self._raw.clear()
+        self._grey.clear()
 
-    def _error_level(self, quality: int | None) -> tuple[Image.Image, Image.Image, int]:
+    def _grey_error_level(self, quality: int | None) -> tuple[Image.Image, int]:
         quality = quality or self.ela_quality
-        if quality not in self._ela:
-            raw = ela_difference(self.rgb, quality)
-            # The grey is the stored ELA's source, and its largest value is the picture's:
-            # one band read by numpy instead of three histograms (a 12 MP photo: 11 + 1 ms
-            # for both, where the grey and the histograms took 11 + 17).
-            grey = largest_channel(raw)
-            self._ela[quality] = (raw, grey, largest_value(grey))
-        return self._ela[quality]
+        if quality not in self._grey:
+            if quality in self._raw:
+                # The grey from the raw difference already made: one band read by numpy for
+                # its largest value (a 12 MP photo: 11 + 1 ms, where three histograms took 17).
+                grey = largest_channel(self._raw[quality])
+                self._grey[quality] = (grey, largest_value(grey))
+            else:
+                self._grey[quality] = grey_error_level(self.rgb, quality)
+        return self._grey[quality]
 
     def faces(self) -> list[Face]:
         """The faces in the image, largest first (each cropped once for every detector)."""

@@ -15,15 +15,8 @@ from dataclasses import dataclass, field
 
 from scanner.config import Settings
 from scanner.detectors import Detector, Result
-from scanner.imaging import (
-    ELA_SCALE,
-    ImageError,
-    Sample,
-    decode_salvaging,
-    heatmap_png,
-    scale_difference,
-    to_png,
-)
+from scanner.ela import ELA_SCALE, scale_difference
+from scanner.imaging import ImageError, Sample, decode_salvaging, heatmap_png, to_png
 from scanner.store.database import ElaRecord, ErrorRecord, ImageRecord, VerdictRecord
 
 DECODING = "decoding"  # the stage before any detector runs: decode, ELA, faces
@@ -170,6 +163,10 @@ def prepare(job: Job, settings: Settings, needs: frozenset[str] | None = None) -
         job.path, job.sha256, job.data, rgb, fmt, settings.ela_quality, settings.face_crops
     )
     done = Done(damage=damage)
+    if needs is not None and "ela" in needs:
+        # Before describe: the stored grey ELA is then read from the difference a detector
+        # will read (one JPEG round trip), not made a strip at a time on its own.
+        sample.ela_difference()
     if job.describe:
         done.image, done.ela = describe(sample, settings)
     if needs is not None:
@@ -177,7 +174,7 @@ def prepare(job: Job, settings: Settings, needs: frozenset[str] | None = None) -
             sample.faces()
         if "ela" in needs:
             sample.ela()
-        else:  # describe's full-size difference image, which no detector will read
+        else:  # describe's full-size grey difference, which no detector will read
             sample.drop_ela_differences()
     return Prepared(job, sample, done)
 
@@ -196,14 +193,15 @@ def work(
         prepared = job
     else:
         stage(DECODING)
-        prepared = prepare(job, settings)
+        wanted = [d.needs for d in detectors if d.name in job.detectors]
+        prepared = prepare(job, settings, needs=frozenset({"ela"}) & frozenset().union(*wanted))
         if isinstance(prepared, Done):
             return prepared
     done, sample = prepared.done, prepared.sample
     running = [d for d in detectors if d.name in prepared.job.detectors]
     if not any("ela" in d.needs for d in running):
-        # describe's full-size differences (4 bytes a pixel), which no detector will read,
-        # freed before the detectors allocate their own.
+        # describe's full-size grey difference (a byte a pixel), which no detector will
+        # read, freed before the detectors allocate their own.
         sample.drop_ela_differences()
     for detector in running:
         stage(detector.name)

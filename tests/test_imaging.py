@@ -5,15 +5,9 @@ import pytest
 from conftest import jpeg_bytes, photo, spliced
 from PIL import Image
 
-from scanner.imaging import (
-    ImageError,
-    decode,
-    error_level,
-    heatmap_png,
-    largest_value,
-    sniff,
-    to_png,
-)
+from scanner import ela
+from scanner.ela import error_level, largest_value
+from scanner.imaging import ImageError, decode, heatmap_png, sniff, to_png
 
 
 def test_sniff_knows_the_formats_it_decodes():
@@ -98,6 +92,35 @@ def test_ela_is_scaled_to_full_brightness_and_lights_up_a_splice():
     inside = values[80:180, 150:270].mean()
     outside = np.concatenate([values[:70].ravel(), values[190:].ravel()]).mean()
     assert inside > 1.3 * outside
+
+
+@pytest.mark.parametrize(
+    ("size", "quality"), [((320, 240), 90), ((333, 1601), 75), ((1000, 41), 95), ((64, 51), 90)]
+)
+def test_the_grey_ela_made_in_strips_is_the_whole_pictures(monkeypatch, size, quality):
+    # A strip of 16-32 rows, so that every picture but the smallest is cut many times, on a
+    # photo-like picture (smooth, JPEG-like) and on noise (whose chroma differs row to row).
+    monkeypatch.setattr(ela, "STRIP_PIXELS", 16 * size[0] + 1)
+    noise = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), np.uint8)
+    for rgb in (decode(jpeg_bytes(photo(7, size=size), 85))[0], Image.fromarray(noise)):
+        whole = ela.largest_channel(ela.ela_difference(rgb, quality))
+        grey, largest = ela.grey_error_level(rgb, quality)
+        assert np.array_equal(np.asarray(grey), np.asarray(whole))
+        assert largest == ela.largest_value(whole) > 0
+
+
+def test_a_samples_stored_ela_comes_from_the_difference_a_detector_read():
+    from scanner.imaging import Sample
+
+    rgb = decode(spliced(4))[0]
+    strips = Sample("x.jpg", "0" * 64, b"", rgb, "JPEG")
+    assert not strips._raw and strips.ela_max_diff() > 0 and not strips._raw  # no raw made
+    read = Sample("x.jpg", "0" * 64, b"", rgb, "JPEG")
+    raw = read.ela_difference()
+    assert read.ela_grey_difference().tobytes() == strips.ela_grey_difference().tobytes()
+    assert read.ela_difference() is raw and read.ela_max_diff() == strips.ela_max_diff()
+    read.drop_ela_differences()
+    assert not read._raw and not read._grey
 
 
 def test_png_helpers_cap_size_and_validate_heatmaps():

@@ -289,7 +289,7 @@ def test_folder_links_are_counted_or_followed_once(tmp_path, db_url):
 
 
 def test_stored_ela_uses_a_fixed_recorded_scale_and_can_be_left_out(image_dir, tmp_path):
-    from scanner.imaging import ELA_SCALE
+    from scanner.ela import ELA_SCALE
 
     db = Database(f"sqlite:///{tmp_path / 'with.db'}")
     scan(db, image_dir, Redness())

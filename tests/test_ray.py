@@ -217,7 +217,8 @@ def test_pictures_are_decoded_in_the_tasks_and_only_judged_in_the_actors(tmp_pat
     assert isinstance(prepared, Prepared) and prepared.sample.size == (320, 240)
     assert prepared.done.image is not None and prepared.done.ela is not None
     assert prepared.sample._faces == []  # the faces view computed in the task (none here)
-    assert not prepared.sample._ela  # the full-size ELA difference, which no detector needs
+    # the full-size ELA differences, which no detector needs
+    assert not prepared.sample._raw and not prepared.sample._grey
 
     judge = Judge(pickle.dumps((list(names), settings, {})), 1)
     expected = work(Job(str(path), job.sha256, data, names, True), judge.detectors, settings, {})

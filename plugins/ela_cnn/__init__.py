@@ -10,7 +10,8 @@ import numpy as np
 from PIL import Image
 
 from scanner.detectors import Result
-from scanner.imaging import ela_difference, shrink
+from scanner.ela import ela_difference
+from scanner.imaging import shrink
 from scanner.onnx import OnnxDetector
 
 HERE = Path(__file__).parent
