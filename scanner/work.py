@@ -193,8 +193,10 @@ def work(
         prepared = job
     else:
         stage(DECODING)
-        wanted = [d.needs for d in detectors if d.name in job.detectors]
-        prepared = prepare(job, settings, needs=frozenset({"ela"}) & frozenset().union(*wanted))
+        # No views made ahead here: describe's grey ELA is made in strips, and a detector
+        # that reads the raw difference makes it when it asks (ela-cnn and ela-patchnet read
+        # it only for pictures small enough to take whole, where one more re-save is cheap).
+        prepared = prepare(job, settings)
         if isinstance(prepared, Done):
             return prepared
     done, sample = prepared.done, prepared.sample
