@@ -71,6 +71,17 @@ def scan(folder: str, db: str, detectors=()) -> None:
     Pipeline(Database(db), list(detectors), Settings()).scan(iter_files([folder]))
 
 
+def scanner_default_set() -> list[str]:
+    """The scanner's own default set: a plugin installed beside it (the test suite's example
+    plugin in a development install, which reads the raw ELA difference) is not what a
+    user's scan runs."""
+    return [
+        p.name
+        for p in discover()
+        if p.loaded and p.detector.enabled_by_default and p.package == "scanner"
+    ]
+
+
 def _tree_rss(pid: int) -> int:
     """Proportional resident bytes (PSS: a page shared by n processes counts 1/n in each) of
     a process and all its descendants (Linux /proc): what they cost the machine together."""
@@ -192,13 +203,7 @@ def rescan_only(count: int) -> None:
             Image.fromarray(pixels).save(sub / f"img{n:06d}.png")
         db, floor_db = f"sqlite:///{tmp}/bench.db", f"sqlite:///{tmp}/floor.db"
         # The default set: each file then has the verdict rows a real re-scan must check.
-        # The scanner's own default set: a plugin installed beside it (the test suite's
-        # example plugin, which reads the raw ELA difference) is not what a user's scan runs.
-        default = [
-            p.name
-            for p in discover()
-            if p.loaded and p.detector.enabled_by_default and p.package == "scanner"
-        ]
+        default = scanner_default_set()
         measure(scan, str(folder), db, default)
         stat_s, _ = measure(stat_floor, str(folder), floor_db)
         rescan_s, _ = measure(scan, str(folder), db, default)
@@ -218,13 +223,7 @@ def large() -> None:
         folder.mkdir()
         make_large(folder)
         floor_s, floor_rss = measure(decode_floor, str(folder), f"sqlite:///{tmp}/floor.db")
-        # The scanner's own default set: a plugin installed beside it (the test suite's
-        # example plugin, which reads the raw ELA difference) is not what a user's scan runs.
-        default = [
-            p.name
-            for p in discover()
-            if p.loaded and p.detector.enabled_by_default and p.package == "scanner"
-        ]
+        default = scanner_default_set()
         scan_s, scan_rss = measure(scan, str(folder), f"sqlite:///{tmp}/scan.db", default)
     print(f"4 PNGs of 13000x13000 and 20 JPEGs of 4000x3000, detectors: {', '.join(default)}")
     print(

@@ -37,11 +37,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from scanner.detectors import discover
-
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from bench_scan import _tree_rss  # noqa: E402 - the same PSS sampling as bench_scan
+from bench_scan import (  # noqa: E402 - the same PSS sampling and default set
+    _tree_rss,
+    scanner_default_set,
+)
 
 
 def photo(rng: np.random.Generator, width: int, height: int) -> bytes:
@@ -176,13 +177,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     cores = os.cpu_count() or 1
-    # The scanner's own default set: a plugin installed beside it (the test suite's example
-    # plugin in a development install) would otherwise be timed too.
-    default = [
-        p.name
-        for p in discover()
-        if p.loaded and p.detector.enabled_by_default and p.package == "scanner"
-    ]
+    default = scanner_default_set()
     print(f"{cores} cores, python {platform.python_version()}, default set: {', '.join(default)}")
     with tempfile.TemporaryDirectory() as tmp:
         mix = Path(tmp) / "mix"
