@@ -80,9 +80,11 @@ def crop_face(
     box: Box | None = None,
     size: int = FACE_CROP_SIDE,
     resample: Image.Resampling = Image.Resampling.NEAREST,
+    reducing_gap: float | None = None,
 ) -> Image.Image:
     """A square crop FACE_MARGIN times the box around its centre (clipped to the image), or the
-    whole image when `box` is None, resized to `size` (by default nearest, as MesoNet was fed)."""
+    whole image when `box` is None, resized to `size` (by default nearest, as MesoNet was fed;
+    `reducing_gap` as Pillow's resize takes it)."""
     if box is not None:
         left, top, width, height = box
         side = max(width, height) * FACE_MARGIN
@@ -95,7 +97,7 @@ def crop_face(
                 min(rgb.height, round(cy + side / 2)),
             )
         )
-    return rgb.resize((size, size), resample)
+    return rgb.resize((size, size), resample, reducing_gap=reducing_gap)
 
 
 def similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ from scanner.onnx import OnnxDetector
 
 HERE = Path(__file__).parent
 SIDE = 224  # EfficientNet-Lite0's ImageNet size; model.json's "side" when trained at another
+REDUCING_GAP = 3.0  # Pillow: a box reduction by int(shrink / 3) first, when that is 2 or more
 
 
 def network_input(face: Image.Image, side: int = SIDE) -> np.ndarray:
@@ -30,7 +31,10 @@ def network_input(face: Image.Image, side: int = SIDE) -> np.ndarray:
 
 class FaceBlend(OnnxDetector):
     name = "face-blend"
-    version = "1.2.0"  # 1.2.0: trained on composites too; 1.1.0: faces found by MTCNN
+    # 1.2.1: a face crop six or more times the network's side box-reduced first (faster; scores
+    # of such large faces move a little). 1.2.0: trained on composites too; 1.1.0: faces found
+    # by MTCNN.
+    version = "1.2.1"
     model_dir = HERE
     needs = frozenset({"faces"})
     threshold = 0.5  # replaced in load() by model.json's, chosen on held-out real faces
@@ -60,8 +64,13 @@ class FaceBlend(OnnxDetector):
             if landmarks is not None:
                 return aligned_face(sample.rgb, landmarks, self.template, self.side)
         # Its own crop, smoothly resized: the nearest-neighbour crop MesoNet is fed would add
-        # jagged edges of its own to the blend boundary this network looks for.
-        return crop_face(sample.rgb, face.box, self.side, Image.Resampling.BILINEAR)
+        # jagged edges of its own to the blend boundary this network looks for. A crop six or
+        # more times the network's side (a face in a phone photo) is box-reduced by a whole
+        # factor first (Pillow's reducing_gap): 4 ms instead of 10 for a 1,900 px crop of a
+        # 12 MP portrait; smaller crops (every face set's) are resized exactly as before.
+        return crop_face(
+            sample.rgb, face.box, self.side, Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP
+        )
 
     def predict(self, batch):
         faces = [sample.faces() for sample in batch]
